@@ -1,0 +1,54 @@
+# Everything a fresh machine needs, in order; every target is idempotent.
+#   make demo   build and run the smoke suite on the CPU vendor, then print the report (README command 1)
+#   make test   lint, unit and integration tests against the real engine (README command 2, CI)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MILABOX := $(BIN)/milabox
+DEMO := matmul bert
+RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: demo test venv engine base images lint unit integration clean-containers help
+
+help:
+	@sed -n '1,4p' Makefile
+
+$(BIN)/activate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $@
+
+venv: $(BIN)/activate
+
+# A Docker engine that answers: the running one, or (as root) Debian's docker.io installed and started.
+engine:
+	@bash scripts/engine.sh
+
+# The CPU vendor's base image: pulled where a registry answers, else made with debootstrap.
+base: venv engine
+	@command -v debootstrap >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+	@$(MILABOX) base --vendor cpu
+
+images: base
+	$(MILABOX) build $(DEMO) --vendor cpu
+
+demo: images
+	$(MILABOX) run $(DEMO) --vendor cpu --size smoke --run-dir $(RUN_DIR)
+
+lint: venv
+	$(BIN)/ruff check milabox milabox_runtime benchmarks tests
+
+unit: venv
+	$(BIN)/pytest -q -m "not engine"
+
+integration: base
+	$(BIN)/pytest -q -m engine
+
+test: venv lint base
+	$(BIN)/pytest -q
+
+clean-containers: venv
+	@$(BIN)/python -c 'from milabox.engine import Engine; e = Engine(); [e.client.containers.get(c).remove(force=True) for c in e.containers()]'

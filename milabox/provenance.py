@@ -1,0 +1,32 @@
+"""Facts about this milabox itself, recorded in image labels and run manifests."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import subprocess
+from pathlib import Path
+
+from . import __version__
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@functools.cache
+def source_commit() -> str:
+    """The git commit milabox runs from, with ``-dirty`` when files differ from it; ``unknown`` outside git."""
+    try:
+        head = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=False)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "-C", str(PROJECT_DIR), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def host_facts() -> dict[str, str]:
+    """Host name and milabox version, as recorded in every manifest."""
+    return {"host": socket.gethostname(), "milabox_version": __version__, "source_commit": source_commit()}

@@ -1,0 +1,322 @@
+"""Running benchmarks: one container per attempt, results through one mounted folder, every failure recorded.
+
+A run never loses a result: each attempt's record is written atomically once its container is gone,
+the manifest is rewritten at the end, and a crash, hang, OOM or Ctrl-C becomes a failed row with its
+cause instead of an exception. No container outlives its attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .benchmarks import Benchmark
+from .build import groups_of
+from .engine import CONTAINER_LABEL, BindMount, ContainerRequest, Engine, Exit
+from .errors import ConfigError, EngineError, RunError
+from .provenance import host_facts
+from .render import benchmark_tag
+from .results import EVENTS_NAME, FORMAT_VERSION, LOG_NAME, MANIFEST_NAME, RECORD_NAME, read_events, write_json_atomic
+from .vendors import Vendor
+
+RESULTS_MOUNT = "/results"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a selection of benchmarks.
+
+    Attributes:
+        size: ``smoke`` (seconds, any CPU) or ``full`` (sized for an 80 GB accelerator).
+        repeat: attempts per benchmark and device (default 1).
+        timeout_s: wall-clock limit per container; None: each benchmark's own (its size's ``timeout_s``).
+        devices: device ids (``--devices 0,1``); None: one attempt with every device of the vendor.
+        run_dir: the run folder to create; it must not exist or be empty.
+        environment: extra variables for every container (e.g. ``OMP_NUM_THREADS``).
+        command: the command line, recorded in the manifest.
+    """
+
+    size: str = "smoke"
+    repeat: int = 1
+    timeout_s: float | None = None
+    devices: tuple[str, ...] | None = None
+    run_dir: Path = Path("runs")
+    environment: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One container to run: a benchmark, a repeat, a device set."""
+
+    benchmark: Benchmark
+    repeat: int
+    devices: tuple[str, ...]
+
+    @property
+    def device_label(self) -> str:
+        return "all" if not self.devices else "+".join(self.devices)
+
+    @property
+    def folder(self) -> str:
+        return f"{self.benchmark.name}/r{self.repeat}-d{self.device_label}"
+
+
+class RunReporter:
+    """What a run tells whoever watches it; the default says nothing."""
+
+    def attempt_started(self, index: int, total: int, attempt: Attempt) -> None: ...
+    def attempt_ended(self, index: int, total: int, attempt: Attempt, record: dict) -> None: ...
+    def skipped(self, benchmark: Benchmark, why: str) -> None: ...
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunOptions,
+                  on_skip: Callable[[Benchmark, str], None] = lambda b, why: None) -> list[Attempt]:
+    """Expand benchmarks into attempts: repeats × devices (per_device) or repeats (all_devices).
+
+    Raises:
+        ConfigError: devices were selected for a vendor that has none to select.
+    """
+    if options.devices and vendor.device_selection == "none":
+        raise ConfigError(f"--devices: vendor {vendor.name} has no selectable devices; leave --devices out")
+    attempts = []
+    for bench in benchmarks:
+        if not bench.supports(vendor.name):
+            on_skip(bench, bench.excluded_vendors[vendor.name])
+            continue
+        device_sets: list[tuple[str, ...]] = [()]
+        if options.devices:
+            device_sets = ([(d,) for d in options.devices] if bench.plan == "per_device"
+                           else [tuple(options.devices)])
+        for repeat in range(options.repeat):
+            attempts.extend(Attempt(bench, repeat, devs) for devs in device_sets)
+    return attempts
+
+
+def _device_owner_gids(paths: Sequence[str]) -> list[str]:
+    gids: set[int] = set()
+    for path in paths:
+        p = Path(path)
+        nodes = [p, *p.iterdir()] if p.is_dir() else [p]
+        for node in nodes:
+            try:
+                if not node.is_dir():
+                    gids.add(node.stat().st_gid)
+            except OSError:
+                continue
+    return [str(g) for g in sorted(gids) if g != 0]
+
+
+def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir: Path, size: str,
+                      environment: dict[str, str] | None = None, run_name: str = "") -> ContainerRequest:
+    """The exact container request for one attempt: passthrough from the vendor's data, nothing else writable.
+
+    Args:
+        attempt: benchmark, repeat and devices.
+        vendor: the vendor (its passthrough and device selection).
+        image: image reference.
+        results_dir: host folder mounted read-write at ``/results`` (the only writable host mount).
+        size: ``smoke`` or ``full``.
+        environment: extra variables.
+        run_name: the run folder's name, recorded as a label.
+
+    Returns:
+        The request.
+    """
+    bench, pt = attempt.benchmark, vendor.passthrough
+    env = {"MILABOX_CONFIG": json.dumps(bench.config(size), sort_keys=True), "MILABOX_RESULTS": RESULTS_MOUNT,
+           "MILABOX_BENCHMARK": bench.name, "HOME": "/tmp", **(environment or {})}
+    if attempt.devices and vendor.device_selection == "env":
+        env[vendor.device_env] = ",".join(attempt.devices)
+    groups = list(pt.group_add)
+    if pt.group_add_device_owners:
+        groups += [g for g in _device_owner_gids(pt.devices) if g not in groups]
+    mounts = (BindMount(str(results_dir.resolve()), RESULTS_MOUNT, read_only=False),
+              *(BindMount(src, dst, read_only=True) for src, dst in pt.volumes))
+    return ContainerRequest(
+        image=image, environment=env, mounts=mounts, user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
+        devices=pt.devices, gpu_request=pt.gpu_request,
+        gpu_ids=attempt.devices if vendor.device_selection == "device_requests" else (),
+        group_add=tuple(groups), security_opt=pt.security_opt, ipc_mode=pt.ipc_mode, shm_size=pt.shm_size,
+        labels={CONTAINER_LABEL: bench.name, "milabox.run": run_name, "milabox.attempt": attempt.folder},
+    )
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def classify(exit: Exit, events_path: Path, log_path: Path, timeout_s: float) -> tuple[str, str | None, float | None]:
+    """Decide an attempt's status and cause from how its container ended and what it wrote.
+
+    Returns:
+        (status, cause, rate): ``ok`` with no cause and the measured rate, or ``failed``/``interrupted``
+        with a one-line cause.
+    """
+    events = read_events(events_path)[0] if events_path.exists() else []
+    end = next((e for e in reversed(events) if e.kind == "end"), None)
+    error = (end.data.get("error") if end else None) or _last_line(log_path)
+    if exit.interrupted:
+        return "interrupted", "interrupted by the user (Ctrl-C); the rest of the run was skipped", None
+    if exit.timed_out:
+        return "failed", f"timed out after {timeout_s:g} s (killed)", None
+    if exit.oom_killed:
+        return "failed", "out of memory (OOM-killed)", None
+    if exit.code != 0:
+        what = "killed (SIGKILL)" if exit.code == 137 else f"exit code {exit.code}"
+        return "failed", (f"{what}: {error}" if error else what), None
+    summary = next((e for e in reversed(events) if e.kind == "summary"), None)
+    rate = summary.data.get("rate") if summary else None
+    if not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        return "failed", "no rate reported (the benchmark exited 0 without a positive measured rate)", None
+    return "ok", None, float(rate)
+
+
+class _SigtermAsInterrupt:
+    """Treat SIGTERM (Slurm's scancel, a CI timeout) like Ctrl-C, so containers are still cleaned up."""
+
+    def __enter__(self) -> None:
+        self.previous = signal.signal(signal.SIGTERM, self._raise) if _main_thread() else None
+
+    @staticmethod
+    def _raise(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[str, str], run_dir: Path,
+                options: RunOptions) -> dict:
+    """Run one container to its end and write its record. Never raises for a benchmark failure.
+
+    Returns:
+        The record written to ``record.json``.
+
+    Raises:
+        KeyboardInterrupt: after recording, when the user interrupted (so the caller stops the run).
+    """
+    folder = run_dir / attempt.folder
+    folder.mkdir(parents=True)
+    bench = attempt.benchmark
+    timeout = options.timeout_s or bench.timeout_s(options.size)
+    request = container_request(attempt, vendor, image[0], folder, options.size, options.environment, run_dir.name)
+    started, t0 = _now(), time.monotonic()
+    exit, status, cause, rate = Exit(code=None), "failed", None, None
+    interrupted = False
+    try:
+        with open(folder / LOG_NAME, "wb") as log, engine.container(request) as container:
+            try:
+                container.start(log)
+                exit = container.wait(timeout)
+            except EngineError as e:
+                cause = str(e)
+            except KeyboardInterrupt:
+                exit = Exit(code=None, interrupted=True)
+            finally:
+                previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+                try:
+                    container.remove()
+                finally:
+                    if previous is not None:
+                        signal.signal(signal.SIGINT, previous)
+    except EngineError as e:  # the engine refused to create it
+        cause = str(e)
+    except KeyboardInterrupt:
+        exit = Exit(code=None, interrupted=True)
+    if cause is None:
+        status, cause, rate = classify(exit, folder / EVENTS_NAME, folder / LOG_NAME, timeout)
+    interrupted = exit.interrupted
+    record = {
+        "format": FORMAT_VERSION, "benchmark": bench.name, "group": bench.group, "repeat": attempt.repeat,
+        "device": attempt.device_label, "plan": bench.plan, "unit": bench.unit, "weight": bench.weight,
+        "size": options.size, "image": image[0], "image_id": image[1], "status": status, "cause": cause, "rate": rate,
+        "exit_code": exit.code, "timed_out": exit.timed_out, "oom_killed": exit.oom_killed,
+        "wall_s": round(time.monotonic() - t0, 3), "started": started, "ended": _now(),
+        "timeout_s": timeout, "container_request": request.to_dict(),
+    }
+    write_json_atomic(folder / RECORD_NAME, record)
+    if interrupted:
+        raise KeyboardInterrupt
+    return record
+
+
+def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunOptions,
+        reporter: RunReporter | None = None) -> Path:
+    """Run benchmarks on one vendor into a new run folder.
+
+    Args:
+        engine: the engine.
+        benchmarks: the selection.
+        vendor: the vendor.
+        options: size, repeats, timeout, devices, run folder.
+        reporter: receives progress.
+
+    Returns:
+        The run folder (it holds the manifest and one record per attempt, failed ones included).
+
+    Raises:
+        RunError: nothing to run, an image is missing, or the run folder is not empty — checked before
+            anything is written.
+        ConfigError: invalid options.
+    """
+    reporter = reporter or RunReporter()
+    attempts = plan_attempts(benchmarks, vendor, options, reporter.skipped)
+    if not attempts:
+        raise RunError(f"nothing to run: none of the selected benchmarks runs on vendor {vendor.name}")
+    images: dict[str, tuple[str, str]] = {}
+    for group in groups_of([a.benchmark for a in attempts]):
+        tag = benchmark_tag(group, vendor)
+        info = engine.image(tag)
+        if info is None:
+            raise RunError(f"image {tag} is not built; run `milabox build {group} --vendor {vendor.name}`")
+        images[group] = (tag, info.id)
+    run_dir = options.run_dir
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise RunError(f"run folder {run_dir} already holds results; choose another --run-dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "format": FORMAT_VERSION, **host_facts(), "vendor": vendor.name, "size": options.size,
+        "command": list(options.command or sys.argv), "benchmarks": list(dict.fromkeys(a.benchmark.name
+                                                                                       for a in attempts)),
+        "repeat": options.repeat, "devices": list(options.devices or ["all"]),
+        "images": {g: {"tag": t, "id": i} for g, (t, i) in images.items()},
+        "started": _now(), "ended": None, "status": "running",
+    }
+    write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    status = "complete"
+    with _SigtermAsInterrupt():
+        for index, attempt in enumerate(attempts, 1):
+            reporter.attempt_started(index, len(attempts), attempt)
+            try:
+                record = run_attempt(engine, attempt, vendor, images[attempt.benchmark.group], run_dir, options)
+            except KeyboardInterrupt:
+                status = "interrupted"
+                reporter.attempt_ended(index, len(attempts), attempt, {"status": "interrupted"})
+                break
+            reporter.attempt_ended(index, len(attempts), attempt, record)
+    manifest.update(ended=_now(), status=status)
+    write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    return run_dir

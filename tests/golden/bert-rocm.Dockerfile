@@ -1,0 +1,21 @@
+# The bert benchmark image (bert-fp32, bert-tf32-fp16) for vendor rocm.
+# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:rocm-0.1.0
+
+# Requirements first, code last: a code change rebuilds only the last layer.
+COPY requirements.txt /opt/milabox/benchmarks/bert/requirements.txt
+RUN pip install --no-cache-dir -r /opt/milabox/benchmarks/bert/requirements.txt
+
+COPY benchmark/ /opt/milabox/benchmarks/bert/
+WORKDIR /opt/milabox/benchmarks/bert
+ENV MILABOX_RESULTS=/results
+CMD ["python", "main.py"]
+
+LABEL org.opencontainers.image.title="milabox bert" \
+      org.opencontainers.image.description="BERT masked-LM training" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="bert" \
+      milabox.benchmarks="bert-fp32,bert-tf32-fp16" \
+      milabox.vendor="rocm" \
+      milabox.version="0.1.0"

@@ -1,0 +1,43 @@
+# The xpu runtime image: Intel GPUs through PyTorch XPU and Level Zero.
+# Rendered by milabox 0.1.0 from images/runtime.Dockerfile.j2; edit the template, not this file.
+# Every benchmark image of this vendor starts FROM it, so Python, torch and the runtime are shared layers.
+FROM local/base:1
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ENV DEBIAN_FRONTEND=noninteractive \
+    LANG=C.UTF-8 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_INDEX_URL=https://pypi.org/simple \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    HOME=/tmp
+
+# Versions come from the base image's release; the base image (pinned by digest where set) pins them.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates intel-opencl-icd intel-level-zero-gpu level-zero \
+ && rm -rf /var/lib/apt/lists/*
+
+RUN python3 -m venv /opt/venv
+
+# Benchmark images install against the frozen versions: a requirement cannot swap torch out.
+COPY wheelhouse/ /opt/milabox/wheelhouse/
+RUN pip install --no-cache-dir --find-links /opt/milabox/wheelhouse torch==2.13.0 \
+ && pip freeze > /opt/milabox/runtime-constraints.txt
+ENV PIP_CONSTRAINT=/opt/milabox/runtime-constraints.txt
+
+COPY milabox_runtime/ /opt/milabox/runtime/milabox_runtime/
+ENV PYTHONPATH=/opt/milabox/runtime \
+    MILABOX_VENDOR=xpu
+
+LABEL org.opencontainers.image.title="milabox runtime for xpu" \
+      org.opencontainers.image.description="Intel GPUs through PyTorch XPU and Level Zero" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      org.opencontainers.image.base.name="local/base:1" \
+      milabox.vendor="xpu" \
+      milabox.version="0.1.0" \
+      milabox.torch="2.13.0"

@@ -1,0 +1,84 @@
+"""Rendered Dockerfiles: pinned by golden files, and every vendor x benchmark passes hadolint."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import pytest
+
+from milabox import render
+from milabox.benchmarks import all_benchmarks
+from milabox.build import groups_of
+from milabox.errors import ConfigError
+from milabox.netconfig import PackageSources
+from milabox.vendors import all_vendors
+
+GOLDEN = Path(__file__).parent / "golden"
+VENDORS = all_vendors()
+GROUPS = groups_of(list(all_benchmarks().values()))
+# A restricted network as milabox sees one: an internal index, a proxy CA, a local torch wheel.
+SOURCES = PackageSources(index_url="https://pypi.example.internal/simple", ca_bundle=Path("/etc/ssl/ca.crt"))
+
+
+def _renderings() -> dict[str, str]:
+    out = {}
+    for vendor in VENDORS.values():
+        out[f"runtime-{vendor.name}.Dockerfile"] = render.render_runtime(vendor, sources=SOURCES)
+        out[f"runtime-{vendor.name}-wheelhouse.Dockerfile"] = render.render_runtime(
+            vendor, base_image="local/base:1", sources=PackageSources(), torch_wheels=["torch.whl"])
+        for group, benches in GROUPS.items():
+            out[f"{group}-{vendor.name}.Dockerfile"] = render.render_benchmark(benches, vendor)
+    return out
+
+
+RENDERINGS = _renderings()
+
+
+@pytest.mark.parametrize("name", sorted(RENDERINGS))
+def test_rendering_matches_golden_file(name):
+    """Set UPDATE_GOLDEN=1 to rewrite the golden files after an intended template change (then review the diff)."""
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(RENDERINGS[name])
+    assert path.exists(), f"no golden file {path}; run with UPDATE_GOLDEN=1"
+    assert RENDERINGS[name] == path.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(RENDERINGS))
+def test_rendering_passes_hadolint(name, tmp_path):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    path = tmp_path / "Dockerfile"
+    path.write_text(RENDERINGS[name])
+    proc = subprocess.run([hadolint, "--no-color", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_golden_file_is_stale():
+    assert {p.name for p in GOLDEN.glob("*.Dockerfile")} == set(RENDERINGS)
+
+
+def test_benchmark_image_puts_requirements_before_code():
+    text = RENDERINGS["bert-rocm.Dockerfile"]
+    assert text.index("requirements.txt") < text.index("COPY benchmark/")
+    assert "FROM milabox/runtime:rocm-" in text
+
+
+def test_runtime_image_uses_vendor_index_without_wheelhouse_and_wheel_with_one():
+    assert "--extra-index-url https://download.pytorch.org/whl/rocm" in RENDERINGS["runtime-rocm.Dockerfile"]
+    with_wheel = RENDERINGS["runtime-cpu-wheelhouse.Dockerfile"]
+    assert "--find-links /opt/milabox/wheelhouse torch==2.13.0+cpu" in with_wheel
+    assert "FROM local/base:1" in with_wheel and "ca-bundle.crt" not in with_wheel
+    assert "COPY ca-bundle.crt" in RENDERINGS["runtime-cpu.Dockerfile"]
+
+
+def test_templates_use_strict_undefined(monkeypatch, tmp_path):
+    (tmp_path / "runtime.Dockerfile.j2").write_text("FROM {{ no_such_thing }}\n")
+    monkeypatch.setattr(render, "IMAGES_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="no_such_thing"):
+        render.render_runtime(VENDORS["cpu"])
+    assert render._env().undefined is jinja2.StrictUndefined
