@@ -96,6 +96,8 @@ def _run_build(engine: Engine, name: str, context: Path, tag: str, labels: dict[
 
         def on_step(step: int, steps: int, instruction: str) -> None:
             counts["steps"] = steps
+            if instruction.upper().startswith("FROM "):
+                counts["cached"] += 1  # FROM builds nothing, so it never says "Using cache"
             reporter.step(tag, step, steps, instruction)
 
         try:

@@ -1,0 +1,68 @@
+"""BERT masked-LM training throughput (items/s = sequences/s) from a random init on synthetic tokens.
+
+Config (MILABOX_CONFIG): batch_size, seq_len, model (transformers.BertConfig keyword arguments),
+precision (fp32, or tf32-fp16 = TF32 matmuls + fp16 autocast with a GradScaler), lr (default 1e-4),
+seed (default 0), plus the runtime's warmup/steps/max_seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+import milabox_runtime as mr
+
+# Nothing may be downloaded at run time (containers run without a network): set before importing
+# transformers (done in bench()), which reads these at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+MASK_FRACTION = 0.15  # share of tokens whose labels count, as in BERT pre-training
+BATCHES = 4  # distinct synthetic batches, made before timing and cycled
+
+
+def synthetic_batches(torch, count: int, batch_size: int, seq_len: int, vocab: int, device) -> list:
+    """Random token batches on the device: input_ids, an all-ones attention mask, MLM labels."""
+    batches = []
+    for _ in range(count):
+        ids = torch.randint(0, vocab, (batch_size, seq_len), device=device)
+        keep = torch.rand(batch_size, seq_len, device=device) < MASK_FRACTION
+        keep[0, 0] = True  # at least one label, else the loss is a 0/0 NaN
+        labels = torch.where(keep, ids, torch.full_like(ids, -100))
+        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    return batches
+
+
+def bench(run: mr.Run) -> None:
+    """Train BertForMaskedLM for the run's steps; each step is one batch of ``batch_size``."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    cfg = run.config
+    if run.precision not in ("fp32", "tf32-fp16"):
+        raise ValueError(f"bert runs fp32 or tf32-fp16, not {run.precision}")
+    batch_size, seq_len = int(cfg["batch_size"]), int(cfg["seq_len"])
+    run.seed(int(cfg.get("seed", 0)))
+    dev = run.device
+    config = BertConfig(**cfg["model"])
+    if seq_len > config.max_position_embeddings:
+        raise ValueError(f"seq_len {seq_len} > max_position_embeddings {config.max_position_embeddings}")
+    model = BertForMaskedLM(config).to(dev).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg.get("lr", 1e-4)))
+    # fp16 gradients underflow without loss scaling; bf16/fp32 need none.
+    scaler = torch.amp.GradScaler(run.device_type, enabled=run.autocast_dtype == torch.float16)
+    batches = synthetic_batches(torch, BATCHES, batch_size, seq_len, config.vocab_size, dev)
+
+    for step in run.steps(items=batch_size):
+        batch = batches[step % BATCHES]
+        optimizer.zero_grad(set_to_none=True)
+        with run.autocast():
+            loss = model(**batch).loss
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        run.loss(loss)  # .item() here also checks for divergence every step
+
+
+if __name__ == "__main__":
+    mr.main(bench, defaults={"unit": "items/s"})

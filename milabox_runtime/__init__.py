@@ -1,0 +1,31 @@
+"""milabox_runtime: the small in-container runtime every milabox benchmark imports.
+
+It reads the host's environment (MILABOX_CONFIG, MILABOX_RESULTS, MILABOX_DEVICE), runs warm-up
+and measured steps with device-synchronised timing, applies validity gates (non-finite loss, no
+rate) and writes events.jsonl as docs/results-format.md describes. Standard library only at
+import time; torch is imported when first needed.
+
+Typical benchmark::
+
+    import milabox_runtime as mr
+
+    def bench(run: mr.Run) -> None:
+        cfg, dev = run.config, run.device
+        run.seed(0)
+        ...
+        for step in run.steps(items=cfg["batch_size"]):
+            with run.autocast():
+                loss = ...
+            run.loss(loss)
+
+    if __name__ == "__main__":
+        mr.main(bench)          # exits 0 only if a rate was measured and nothing failed
+"""
+
+from .errors import BenchmarkFailure, NonFiniteLoss, NoRate, Terminated
+from .events import EVENTS_NAME
+from .precision import PRECISIONS
+from .run import LOOP_DEFAULTS, Run, main
+
+__all__ = ["EVENTS_NAME", "LOOP_DEFAULTS", "PRECISIONS", "BenchmarkFailure", "NoRate",
+           "NonFiniteLoss", "Run", "Terminated", "main"]

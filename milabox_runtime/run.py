@@ -1,0 +1,394 @@
+"""``Run``: one benchmark's measurement, written as events.jsonl (docs/results-format.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+from . import device as _dev
+from . import precision as _prec
+from .errors import NonFiniteLoss, NoRate, Terminated
+from .events import EventWriter
+
+LOOP_DEFAULTS: dict[str, Any] = {"warmup": 3, "steps": 20, "max_seconds": 600}
+# Kinds the runtime writes itself; emit() refuses them so that the contract cannot be broken.
+CORE_KINDS = frozenset({"start", "meta", "rate", "loss", "memory", "summary", "end"})
+
+
+def _count(config: Mapping[str, Any], key: str, minimum: int) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(f"config {key!r} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ValueError(f"config {key!r} must be >= {minimum}, not {value!r}")
+    return int(value)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``ExcType: message`` on one line, short enough for a record's ``cause``."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+class Run:
+    """One benchmark run: loop control, timing, validity gates and the events file.
+
+    Use as a context manager: entering writes ``start`` and ``meta``; leaving writes ``memory``,
+    ``summary`` (only on success) and ``end``.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None,
+                 results_dir: str | os.PathLike[str] = ".", device: str | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> None:
+        """Prepare a run; nothing is written until it is entered.
+
+        Args:
+            config: benchmark parameters (what the host passes as MILABOX_CONFIG).
+            results_dir: folder that receives events.jsonl.
+            device: "cpu", "cuda" or "xpu" to force a device; None auto-detects.
+            defaults: values for keys the config lacks (benchmark-specific defaults, e.g. unit).
+
+        Raises:
+            ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0) or precision.
+        """
+        cfg = {**LOOP_DEFAULTS, **(defaults or {}), **(config or {})}
+        self.warmup = _count(cfg, "warmup", 0)
+        self.num_steps = _count(cfg, "steps", 1)
+        self.max_seconds = float(cfg["max_seconds"])
+        if not self.max_seconds > 0:  # also rejects NaN
+            raise ValueError(f"config 'max_seconds' must be > 0, not {cfg['max_seconds']!r}")
+        self.precision = _prec.check_precision(cfg.get("precision"))
+        self.unit = str(cfg.get("unit") or "items/s")
+        self.config = cfg
+        self.results_dir = Path(results_dir)
+        self._forced_device = device
+        self._device_type: str | None = None
+        self._device: Any = None
+        self._writer: EventWriter | None = None
+        self._entered = False
+        self._step: int | None = None  # the step in progress, None outside one
+        self._step_items: float | None = None  # set by items() for the step in progress
+        self._stepping = False
+        self.measured_steps = 0
+        self.measured_items = 0.0
+        self.measured_seconds = 0.0
+        self.warmup_steps = 0
+        self._stopped_by = "loop left early"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None,
+                 defaults: Mapping[str, Any] | None = None) -> Run:
+        """Build a run from MILABOX_CONFIG, MILABOX_RESULTS and MILABOX_DEVICE.
+
+        Args:
+            environ: the environment to read (default: os.environ).
+            defaults: values for keys the config lacks.
+
+        Returns:
+            A Run, not yet entered.
+
+        Raises:
+            ValueError: MILABOX_CONFIG is not valid JSON, or its values are invalid.
+            TypeError: MILABOX_CONFIG is JSON but not an object.
+        """
+        env = os.environ if environ is None else environ
+        raw = env.get("MILABOX_CONFIG", "").strip()
+        try:
+            config = json.loads(raw) if raw else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"MILABOX_CONFIG is not valid JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise TypeError(f"MILABOX_CONFIG must be a JSON object, not {type(config).__name__}")
+        return cls(config=config, results_dir=env.get("MILABOX_RESULTS") or ".",
+                   device=env.get("MILABOX_DEVICE") or None, defaults=defaults)
+
+    # --- device and precision ------------------------------------------------------------------
+
+    @property
+    def device_type(self) -> str:
+        """ "cpu", "cuda" or "xpu" (resolved on first use; torch is not needed for "cpu")."""
+        if self._device_type is None:
+            self._device_type = _dev.resolve_device_type(self._forced_device)
+        return self._device_type
+
+    @property
+    def device(self) -> Any:
+        """The torch.device to run on (imports torch)."""
+        if self._device is None:
+            self._device = _dev.make_device(self.device_type)
+        return self._device
+
+    @property
+    def dtype(self) -> Any:
+        """torch dtype for tensors the benchmark creates: float32, float16 or bfloat16."""
+        return _prec.storage_dtype(_dev.import_torch(required=True), self.precision)
+
+    @property
+    def autocast_dtype(self) -> Any:
+        """torch dtype that :meth:`autocast` computes in, or None when it does nothing."""
+        return _prec.autocast_dtype(_dev.import_torch(required=True), self.precision)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Context for the forward pass: torch.autocast for fp16/bf16/tf32-fp16, else a no-op.
+
+        Returns:
+            A context manager.
+        """
+        dtype = self.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return _dev.import_torch(required=True).autocast(device_type=self.device_type, dtype=dtype)
+
+    def seed(self, n: int) -> None:
+        """Seed Python's random, torch (all devices) and numpy if it is already imported.
+
+        Args:
+            n: the seed.
+        """
+        random.seed(n)
+        torch = _dev.import_torch()
+        if torch is not None:
+            torch.manual_seed(n)  # also seeds every cuda/xpu device
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed(n % 2**32)
+
+    # --- context: start/meta on enter, memory/summary/end on exit -------------------------------
+
+    def __enter__(self) -> Self:
+        if self._entered:
+            raise RuntimeError("a Run can be entered only once")
+        self._entered = True
+        self._writer = EventWriter(self.results_dir)
+        cfg = self.config
+        self._write("start", benchmark=cfg.get("benchmark"), size=cfg.get("size"), pid=os.getpid(),
+                    group=cfg.get("group"))
+        try:
+            torch = _dev.import_torch()
+            if torch is not None:
+                _prec.apply_tf32(torch, self.precision)
+            self._write("meta", **self._meta(torch))
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        self._finish(exc)
+        return False  # re-raise whatever the block raised
+
+    def _meta(self, torch: Any) -> dict[str, Any]:
+        kind = self.device_type
+        if torch is not None and kind != "cpu":
+            self.device  # noqa: B018 - select the device first, so the info describes it
+        return {
+            "torch": None if torch is None else torch.__version__,
+            "device": _dev.device_info(kind),
+            "python": platform.python_version(),
+            "hostname": socket.gethostname(),
+            "threads": torch.get_num_threads() if torch is not None else _dev.cpu_cores(),
+            "precision": self.precision,
+            "cuda": getattr(getattr(torch, "version", None), "cuda", None),
+            "hip": getattr(getattr(torch, "version", None), "hip", None),
+        }
+
+    def _finish(self, exc: BaseException | None) -> None:
+        """Write memory, summary and end, close the file; raise NoRate when nothing was measured."""
+        failure: BaseException | None = None
+        if exc is not None:
+            status, error = "failed", _one_line(exc)
+        elif self.measured_steps == 0:
+            status, error = "failed", "no rate reported"
+            failure = NoRate(error)
+        else:
+            status, error = "ok", None
+        # A broken device (e.g. after a CUDA error) must not hide the real outcome.
+        with contextlib.suppress(Exception):
+            if self._device_type is not None:
+                self._write("memory", peak_mb=round(_dev.peak_memory_mb(self._device_type), 1))
+        if status == "ok":
+            self._write("summary", rate=self.measured_items / self.measured_seconds, unit=self.unit,
+                        items=self.measured_items, seconds=self.measured_seconds,
+                        steps=self.measured_steps, warmup=self.warmup_steps,
+                        stopped_by=self._stopped_by)
+        self._write("end", status=status, error=error)
+        if self._writer is not None:
+            self._writer.close()
+        if status == "ok":
+            print(f"milabox_runtime: {self.config.get('benchmark')}: "
+                  f"{self.measured_items / self.measured_seconds:.4g} {self.unit} over "
+                  f"{self.measured_steps} steps ({self.measured_seconds:.3g} s)", flush=True)
+        if failure is not None:
+            raise failure
+
+    # --- the measured loop -----------------------------------------------------------------------
+
+    def steps(self, items: float | None = None) -> Iterator[int]:
+        """Run warm-up then measured steps; each measured step writes a ``rate`` event.
+
+        Warm-up steps yield -warmup .. -1 and are not timed; measured steps yield 0, 1, ... (the
+        same numbers as their ``rate`` and ``loss`` events). The device is synchronised before
+        each clock read. Stops after ``steps`` measured steps or once measured time reaches
+        ``max_seconds``, whichever comes first.
+
+        Args:
+            items: work done by each step, in the run's unit times seconds (e.g. samples, or
+                TFLOP for a TFLOPS unit). :meth:`items` overrides it for one step.
+
+        Yields:
+            Step numbers.
+
+        Raises:
+            RuntimeError: not inside ``with run:``, or steps() is already running.
+            ValueError: a step has no item count (neither ``items`` nor :meth:`items`), or a
+                negative or non-finite one.
+        """
+        if self._writer is None or not self._entered:
+            raise RuntimeError("Run.steps() must be used inside `with run:`")
+        if self._stepping:
+            raise RuntimeError("Run.steps() is already running")
+        self._stepping = True
+        sync = _dev.synchronize
+        kind = self.device_type
+        try:
+            for step in range(-self.warmup, 0):
+                self._begin(step)
+                yield step
+                self._items_of_step(items)  # validate now rather than after the warm-up
+                self.warmup_steps += 1
+            for step in range(self.num_steps):
+                if self.measured_seconds >= self.max_seconds:
+                    self._stopped_by = "max_seconds"
+                    break
+                self._begin(step)
+                sync(kind)
+                t0 = time.perf_counter()
+                yield step
+                sync(kind)
+                seconds = time.perf_counter() - t0
+                n = self._items_of_step(items)
+                seconds = max(seconds, 1e-9)  # a clock tick of 0 must not divide by zero
+                self.measured_steps += 1
+                self.measured_items += n
+                self.measured_seconds += seconds
+                self._write("rate", step=step, value=n / seconds, unit=self.unit, items=n,
+                            seconds=seconds)
+            else:
+                self._stopped_by = "steps"  # not reached when the benchmark leaves the loop itself
+        finally:
+            self._step = None
+            self._stepping = False
+
+    def _begin(self, step: int) -> None:
+        self._step = step
+        self._step_items = None
+
+    def _items_of_step(self, default: float | None) -> float:
+        n = self._step_items if self._step_items is not None else default
+        if n is None:
+            raise ValueError("no item count for the step: pass items= to Run.steps() "
+                             "or call run.items(n) in every step")
+        n = float(n)
+        if not (math.isfinite(n) and n >= 0):
+            raise ValueError(f"item count must be finite and >= 0, not {n}")
+        return n
+
+    def items(self, n: float) -> None:
+        """Set the item count of the step in progress (when it varies from step to step).
+
+        Args:
+            n: items this step processed, in the run's unit times seconds.
+
+        Raises:
+            RuntimeError: called outside a step.
+        """
+        if self._step is None:
+            raise RuntimeError("Run.items() must be called inside a step of Run.steps()")
+        self._step_items = n
+
+    def loss(self, value: Any) -> float:
+        """Report the step's loss; a NaN or infinite loss fails the benchmark.
+
+        Args:
+            value: a float or a 0-d tensor (read with ``.item()``, which synchronises).
+
+        Returns:
+            The loss as a float.
+
+        Raises:
+            NonFiniteLoss: the loss is NaN or infinite.
+        """
+        v = float(value.item() if hasattr(value, "item") else value)
+        step = self._step
+        if not math.isfinite(v):
+            where = f"step {step}" + (" (warm-up)" if step is not None and step < 0 else "")
+            raise NonFiniteLoss(f"non-finite loss at {where}: {v}")
+        self._write("loss", step=step, value=v)
+        return v
+
+    def emit(self, kind: str, **fields: Any) -> None:
+        """Write a benchmark-specific event (readers ignore kinds they do not know).
+
+        Args:
+            kind: the event kind; not one the runtime writes itself.
+            **fields: JSON-serialisable, finite values.
+
+        Raises:
+            ValueError: ``kind`` is a core kind, or a value is not finite.
+            RuntimeError: not inside ``with run:``.
+        """
+        if kind in CORE_KINDS:
+            raise ValueError(f"event kind {kind!r} is written by the runtime itself")
+        self._write(kind, **fields)
+
+    def _write(self, kind: str, **fields: Any) -> None:
+        if self._writer is None:
+            raise RuntimeError("events can only be written inside `with run:`")
+        self._writer.write(kind, **fields)
+
+
+def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+    raise Terminated(f"received signal {signal.Signals(signum).name}")
+
+
+def main(fn: Callable[[Run], Any], defaults: Mapping[str, Any] | None = None) -> NoReturn:
+    """Run ``fn(run)`` inside a run built from the environment, then exit with a status.
+
+    The exit code is 0 only when the run succeeded (a rate was measured, nothing raised); the
+    traceback of any failure goes to stderr. SIGTERM is turned into :class:`Terminated` so that a
+    stopped container still writes its ``end`` event.
+
+    Args:
+        fn: the benchmark body; it receives the entered Run.
+        defaults: values for keys MILABOX_CONFIG lacks (see :class:`Run`).
+
+    Raises:
+        SystemExit: always; code 0 on success, 143 on SIGTERM, 130 on Ctrl-C, 1 otherwise.
+    """
+    with contextlib.suppress(ValueError):  # signal handlers can only be set in the main thread
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        run = Run.from_env(defaults=defaults)
+        with run:
+            fn(run)
+    except BaseException as exc:  # noqa: BLE001 - every failure must become a non-zero exit
+        traceback.print_exc()
+        sys.stderr.flush()
+        code = 143 if isinstance(exc, Terminated) else 130 if isinstance(exc, KeyboardInterrupt) else 1
+        raise SystemExit(code) from None
+    raise SystemExit(0)

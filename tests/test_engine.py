@@ -1,0 +1,219 @@
+"""End to end on the real Docker engine: build the CPU images, run them, find results on the host.
+
+Nothing here fakes the engine. GPU passthrough is checked the only way this GPU-less machine allows:
+containers are created (not started) with each vendor's request and their HostConfig inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from milabox.benchmarks import all_benchmarks, select
+from milabox.build import build
+from milabox.engine import CONTAINER_LABEL
+from milabox.netconfig import discover
+from milabox.render import benchmark_tag, dockerfile_hash, render_benchmark, runtime_tag
+from milabox.report import format_report, summarize
+from milabox.results import load_run
+from milabox.run import Attempt, RunOptions, container_request, run
+from milabox.vendors import get_vendor
+
+pytestmark = pytest.mark.engine
+CPU = get_vendor("cpu")
+MILABOX = [sys.executable, "-m", "milabox"]
+
+
+class Recorder:
+    """A build reporter that keeps what it is told."""
+
+    def __init__(self):
+        self.steps, self.results = [], []
+
+    def begin(self, image, log_path):
+        self.log_path = log_path
+
+    def step(self, image, step, steps, instruction):
+        self.steps.append((image, step, steps, instruction))
+
+    def line(self, image, text):
+        pass
+
+    def end(self, result):
+        self.results.append(result)
+
+
+def _build(engine, names, log_dir):
+    reporter = Recorder()
+    results = build(engine, select(names, all_benchmarks()), CPU, discover(), reporter, log_dir)
+    return results, reporter
+
+
+@pytest.fixture(scope="session")
+def cpu_images(engine, tmp_path_factory):
+    """The CPU runtime, matmul and bert images (built here, or already built by `make demo`)."""
+    results, _ = _build(engine, ["matmul", "bert"], tmp_path_factory.mktemp("logs"))
+    return {r.name: r for r in results}
+
+
+def _no_milabox_containers(engine):
+    return engine.containers() == []
+
+
+def test_second_build_of_unchanged_benchmarks_is_all_cache(engine, cpu_images, tmp_path):
+    results, reporter = _build(engine, ["matmul", "bert"], tmp_path)
+    assert [r.name for r in results] == ["runtime", "matmul", "bert"]
+    for result in results:
+        assert result.steps > 0 and result.cached_steps == result.steps, result
+        assert result.image_id == cpu_images[result.name].image_id
+    assert reporter.steps and reporter.steps[0][1] == 1  # progress was reported step by step
+    assert Path(results[-1].log_path).read_text().count("Using cache") == results[-1].steps
+
+
+def test_images_carry_oci_and_milabox_labels(engine, cpu_images):
+    info = engine.image(benchmark_tag("bert", CPU))
+    assert info is not None and benchmark_tag("bert", CPU) == "milabox/bert:cpu-0.1.0"
+    labels = info.labels
+    assert labels["milabox.benchmark"] == "bert" and labels["milabox.vendor"] == "cpu"
+    assert labels["milabox.version"] == labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["milabox.source_commit"] and labels["org.opencontainers.image.revision"]
+    group = [b for b in all_benchmarks().values() if b.group == "bert"]
+    assert labels["milabox.dockerfile_sha256"] == dockerfile_hash(render_benchmark(group, CPU))
+    assert engine.image(runtime_tag(CPU)).labels["milabox.torch"] == CPU.torch_version
+
+
+def test_smoke_run_results_reach_the_host_and_report(engine, cpu_images, tmp_path):
+    benches = select(["matmul-fp32", "matmul-bf16", "bert-fp32"], all_benchmarks())
+    folder = run(engine, benches, CPU, RunOptions(size="smoke", run_dir=tmp_path / "run"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["vendor"] == "cpu"
+    assert manifest["images"]["bert"]["id"] == cpu_images["bert"].image_id
+    for name in ("matmul-fp32", "matmul-bf16", "bert-fp32"):
+        attempt = folder / name / "r0-dall"
+        record = json.loads((attempt / "record.json").read_text())
+        assert record["status"] == "ok", record["cause"]
+        events = [json.loads(line) for line in (attempt / "events.jsonl").read_text().splitlines()]
+        kinds = [e["event"] for e in events]
+        assert kinds[0] == "start" and kinds[-1] == "end" and "summary" in kinds
+        assert record["container_request"]["network_mode"] == "none"
+        assert [m for m in record["container_request"]["mounts"] if not m["read_only"]] == [
+            {"source": str(attempt.resolve()), "target": "/results", "read_only": False}]
+    data = json.loads(format_report(summarize(load_run(folder)), "json"))
+    rows = {row["name"]: row for row in data["benchmarks"]}
+    assert rows["matmul-fp32"]["unit"] == "TFLOPS" and rows["bert-fp32"]["unit"] == "items/s"
+    assert all(row["perf"] > 0 and row["fail"] == 0 for row in rows.values())
+    assert data["failure_rate"] == 0 and data["score"] > 0
+    assert _no_milabox_containers(engine)
+
+
+def _add_benchmark(folder: Path, name: str, code: str, timeout_s: int = 60) -> None:
+    (folder / name).mkdir()
+    (folder / name / "main.py").write_text(textwrap.dedent(code))
+    sizes = f"warmup = 0\nsteps = 1\ntimeout_s = {timeout_s}\n"
+    (folder / name / "benchmark.toml").write_text(
+        f'description = "planted {name}"\nfamily = "test"\nunit = "items/s"\n'
+        f"[sizes.smoke]\n{sizes}[sizes.full]\n{sizes}")
+
+
+@pytest.fixture
+def broken_benchmarks(engine, cpu_images, benchmarks_copy, tmp_path):
+    """Planted failures beside the real benchmarks: a crash, a hang, and a clean exit with no rate."""
+    _add_benchmark(benchmarks_copy, "crash", 'raise SystemExit("planted failure: tensor shapes disagree")\n')
+    _add_benchmark(benchmarks_copy, "hang", "import time\ntime.sleep(3600)\n", timeout_s=5)
+    _add_benchmark(benchmarks_copy, "norate", 'print("finished without measuring")\n')
+    _build(engine, ["crash", "hang", "norate"], tmp_path / "logs")
+    return benchmarks_copy
+
+
+def test_failed_benchmarks_are_recorded_and_the_suite_goes_on(engine, broken_benchmarks, tmp_path):
+    benches = select(["crash", "hang", "norate", "matmul-fp32"], all_benchmarks())
+    folder = run(engine, benches, CPU, RunOptions(size="smoke", run_dir=tmp_path / "run"))
+    records = {p.parent.parent.name: json.loads(p.read_text()) for p in folder.glob("*/*/record.json")}
+    assert records["crash"]["status"] == "failed" and records["crash"]["exit_code"] == 1
+    assert "planted failure: tensor shapes disagree" in records["crash"]["cause"]
+    assert records["hang"]["status"] == "failed" and records["hang"]["timed_out"]
+    assert records["hang"]["cause"] == "timed out after 5 s (killed)" and records["hang"]["wall_s"] < 30
+    assert records["norate"]["status"] == "failed" and "no rate reported" in records["norate"]["cause"]
+    assert records["matmul-fp32"]["status"] == "ok"
+    summary = summarize(load_run(folder))
+    assert summary.failure_rate == pytest.approx(3 / 4)
+    assert set(summary.incomplete) == {"crash", "hang", "norate"}
+    text = format_report(summary, "table")
+    assert "planted failure" in text and "timed out" in text
+    assert _no_milabox_containers(engine)
+
+
+def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, broken_benchmarks, tmp_path):
+    folder = tmp_path / "run"
+    env = {**os.environ, "MILABOX_BENCHMARKS": str(broken_benchmarks)}
+    proc = subprocess.Popen([*MILABOX, "run", "matmul-fp32", "hang", "norate", "--timeout", "120",
+                             "--run-dir", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not (folder / "hang").exists():
+        time.sleep(0.2)
+    while time.monotonic() < deadline and not engine.containers():
+        time.sleep(0.2)
+    assert engine.containers(), "the hang benchmark's container never appeared"
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert _no_milabox_containers(engine)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    assert json.loads((folder / "matmul-fp32" / "r0-dall" / "record.json").read_text())["status"] == "ok"
+    hang = json.loads((folder / "hang" / "r0-dall" / "record.json").read_text())
+    assert hang["status"] == "interrupted" and "Ctrl-C" in hang["cause"]
+    assert not (folder / "norate").exists()  # the rest of the run was skipped, not run
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("vendor_name", ["cuda", "rocm", "xpu"])
+def test_gpu_passthrough_requests_as_the_engine_sees_them(engine, cpu_images, vendor_name, tmp_path):
+    """Created, never started: this machine has no GPU, driver or /dev/kfd; the engine accepts the request."""
+    vendor = get_vendor(vendor_name)
+    bench = all_benchmarks()["matmul-fp32"]
+    request = container_request(Attempt(bench, 0, ("1",)), vendor, runtime_tag(CPU), tmp_path, "full")
+    with engine.container(request) as container:
+        host = container.inspect()["HostConfig"]
+        env = container.inspect()["Config"]["Env"]
+    assert host["NetworkMode"] == "none" and not host.get("Privileged")
+    binds = [m for m in container_mounts(host) if not m["ReadOnly"]]
+    assert binds == [{"Source": str(tmp_path.resolve()), "Target": "/results", "ReadOnly": False}]
+    devices = [d["PathOnHost"] for d in host.get("Devices") or []]
+    if vendor_name == "cuda":
+        (req,) = host["DeviceRequests"]
+        assert req["DeviceIDs"] == ["1"] and req["Capabilities"] == [["gpu"]]
+        assert host["IpcMode"] == "host" and devices == []
+    elif vendor_name == "rocm":
+        assert devices == ["/dev/kfd", "/dev/dri"] and "video" in host["GroupAdd"]
+        assert host["SecurityOpt"] == ["seccomp=unconfined"] and host["IpcMode"] == "host"
+        assert host["ShmSize"] == 8 * 1024**3 and "ROCR_VISIBLE_DEVICES=1" in env
+        assert not host.get("DeviceRequests")
+    else:
+        assert devices == ["/dev/dri"] and "ZE_AFFINITY_MASK=1" in env and host["IpcMode"] == "host"
+        assert {"Source": "/dev/dri/by-path", "Target": "/dev/dri/by-path", "ReadOnly": True} in container_mounts(host)
+    assert _no_milabox_containers(engine)
+
+
+def container_mounts(host_config):
+    return [{"Source": m["Source"], "Target": m["Target"], "ReadOnly": bool(m.get("ReadOnly"))}
+            for m in host_config.get("Mounts") or []]
+
+
+def test_containers_carry_the_milabox_label(engine, cpu_images, tmp_path):
+    request = container_request(Attempt(all_benchmarks()["bert-fp32"], 0, ()), CPU, runtime_tag(CPU), tmp_path,
+                                "smoke", run_name="x")
+    with engine.container(request) as container:
+        assert container.id in engine.containers()
+        assert container.inspect()["Config"]["Labels"][CONTAINER_LABEL] == "bert-fp32"
+    assert container.id not in engine.containers()
