@@ -73,8 +73,8 @@ def _place(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _labels(name: str, vendor: Vendor, dockerfile: str, extra: dict[str, str]) -> dict[str, str]:
-    commit = source_commit()
+def _labels(name: str, vendor: Vendor, dockerfile: str, extra: dict[str, str], sources: tuple[str, ...]) -> dict[str, str]:
+    commit = source_commit(*sources)
     return {"org.opencontainers.image.revision": commit, "milabox.source_commit": commit,
             "milabox.dockerfile_sha256": dockerfile_hash(dockerfile), "milabox.image": name,
             "milabox.vendor": vendor.name, "milabox.version": __version__, **extra}
@@ -144,7 +144,8 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
             _place(wheel, context / "wheelhouse" / wheel.name)
         base_info = engine.image(base)
         labels = _labels("runtime", vendor, dockerfile, {"milabox.base_image": base,
-                                                         "milabox.base_image_id": base_info.id if base_info else ""})
+                                                         "milabox.base_image_id": base_info.id if base_info else ""},
+                         ("milabox_runtime", "images/runtime.Dockerfile.j2", f"vendor_bases/{vendor.name}.toml"))
         return _run_build(engine, "runtime", context, runtime_tag(vendor), labels, log_dir, sources.network_mode,
                           reporter, no_cache)
 
@@ -176,7 +177,8 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
         (context / "requirements.txt").write_text("".join(f"{r}\n" for r in benchmarks[0].requirements))
         shutil.copytree(benchmarks[0].folder, context / "benchmark", ignore=_IGNORE)
         runtime = engine.image(runtime_tag(vendor))
-        labels = _labels(group, vendor, dockerfile, {"milabox.runtime_image_id": runtime.id if runtime else ""})
+        labels = _labels(group, vendor, dockerfile, {"milabox.runtime_image_id": runtime.id if runtime else ""},
+                         (f"benchmarks/{group}", "images/benchmark.Dockerfile.j2"))
         return _run_build(engine, group, context, benchmark_tag(group, vendor), labels, log_dir,
                           sources.network_mode, reporter, no_cache)
 

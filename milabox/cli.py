@@ -140,7 +140,7 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
     device_ids = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
     options = RunOptions(size=size, repeat=repeat, timeout_s=timeout, devices=device_ids,
                          run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
-                         environment=_parse_env(env), command=tuple(["milabox", *sys.argv[1:]]))
+                         environment=_parse_env(env), command=("milabox", *sys.argv[1:]))
     folder = run_benchmarks(Engine(), selected, v, options, RunDisplay())
     note(f"results in {folder}")
     click.echo(format_report(summarize(load_run(folder)), fmt))

@@ -31,7 +31,7 @@ def _devices(vendor: Vendor) -> Check:
             count = pynvml.nvmlDeviceGetCount()
             names = {pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)}
             return Check(what, count > 0, f"{count} GPU(s) via NVML: {', '.join(map(str, names)) or '-'}")
-        except Exception as e:  # pynvml raises its own NVMLError family, or fails to load the library
+        except Exception as e:  # noqa: BLE001 (pynvml raises its NVMLError family or fails to load)
             return Check(what, False, f"NVML unavailable ({type(e).__name__}): no NVIDIA driver on this host")
     if vendor.passthrough.devices:
         missing = [d for d in vendor.passthrough.devices if not os.path.exists(d)]

@@ -13,15 +13,21 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 @functools.cache
-def source_commit() -> str:
-    """The git commit milabox runs from, with ``-dirty`` when files differ from it; ``unknown`` outside git."""
+def source_commit(*paths: str) -> str:
+    """The git commit milabox runs from, with ``-dirty`` when files differ from it; ``unknown`` outside git.
+
+    Args:
+        paths: limit to the last commit that changed these paths (relative to the project). Image labels use
+            this, so an image's id changes only when its own sources do and unrelated commits keep the cache.
+    """
+    git = ["git", "-C", str(PROJECT_DIR)]
     try:
-        head = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10, check=False)
-        if head.returncode != 0:
+        head = subprocess.run([*git, "log", "-1", "--format=%H", "--", *paths] if paths else [*git, "rev-parse",
+                              "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        if head.returncode != 0 or not head.stdout.strip():
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(PROJECT_DIR), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True,
+                               timeout=10, check=False).stdout.strip()
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

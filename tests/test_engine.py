@@ -70,7 +70,7 @@ def _no_milabox_containers(engine):
 
 def test_second_build_of_unchanged_benchmarks_is_all_cache(engine, cpu_images, tmp_path):
     results, reporter = _build(engine, ["matmul", "bert"], tmp_path)
-    assert [r.name for r in results] == ["runtime", "matmul", "bert"]
+    assert [r.name for r in results] == ["runtime", "bert", "matmul"]
     for result in results:
         assert result.steps > 0 and result.cached_steps == result.steps, result
         assert result.image_id == cpu_images[result.name].image_id
