@@ -208,6 +208,11 @@ def all_benchmarks(folder: Path | None = None) -> dict[str, Benchmark]:
     return found
 
 
+def group_members(group: str, folder: Path | None = None) -> list[Benchmark]:
+    """Every benchmark of one group (folder), whichever were selected: they all share the group's image."""
+    return [b for b in all_benchmarks(folder).values() if b.group == group]
+
+
 def select(names: list[str] | tuple[str, ...], benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
     """Resolve names given by a user: a benchmark name, a group (folder) name or a tag.
 

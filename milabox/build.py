@@ -14,7 +14,7 @@ from typing import Protocol
 
 from . import __version__
 from .baseimage import resolve_base
-from .benchmarks import Benchmark
+from .benchmarks import Benchmark, group_members
 from .engine import Engine
 from .errors import BuildError
 from .netconfig import PackageSources
@@ -211,7 +211,7 @@ def build(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, sourc
         elif on_skip:
             on_skip(bench, bench.excluded_vendors[vendor.name])
     results = [build_runtime(engine, vendor, sources, reporter, log_dir, base_image, no_cache)]
-    for group in groups_of(supported).values():
-        results.append(build_group(engine, group, vendor, sources, reporter, log_dir, no_cache))
+    for group in groups_of(supported):
+        results.append(build_group(engine, group_members(group), vendor, sources, reporter, log_dir, no_cache))
     return results
 

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from . import __version__
 from .errors import MilaboxError
 
-VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel); default cpu"
+VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
 
 
 def _vendor(name: str):
@@ -60,14 +60,14 @@ def render(benchmark: str, vendor: str, runtime: bool, base_image: str | None) -
     from .build import torch_wheels
     from .netconfig import discover
     from .render import render_benchmark, render_runtime
+    from .benchmarks import group_members
     v = _vendor(vendor)
-    benches = [b for b in _benchmarks((benchmark,))]
+    benches = _benchmarks((benchmark,))
     if runtime:
         sources = discover()
         click.echo(render_runtime(v, base_image, sources, [w.name for w in torch_wheels(sources, v)]), nl=False)
     else:
-        group = benches[0].group
-        click.echo(render_benchmark([b for b in benches if b.group == group], v), nl=False)
+        click.echo(render_benchmark(group_members(benches[0].group), v), nl=False)
 
 
 def _default_log_dir() -> Path:

@@ -225,7 +225,15 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
     request = container_request(attempt, vendor, image[0], folder, options.size, options.environment, run_dir.name)
     started, t0 = _now(), time.monotonic()
     exit, status, cause, rate = Exit(code=None), "failed", None, None
-    interrupted = False
+    record = {
+        "format": FORMAT_VERSION, "benchmark": bench.name, "group": bench.group, "repeat": attempt.repeat,
+        "device": attempt.device_label, "plan": bench.plan, "unit": bench.unit, "weight": bench.weight,
+        "size": options.size, "image": image[0], "image_id": image[1], "timeout_s": timeout,
+        "container_request": request.to_dict(), "started": started,
+    }
+    # Written first and replaced at the end: if the host itself dies, the attempt still reads as failed.
+    write_json_atomic(folder / RECORD_NAME, {**record, "status": "running",
+                                             "cause": "the host process stopped during this attempt"})
     try:
         with open(folder / LOG_NAME, "wb") as log, engine.container(request) as container:
             try:
@@ -248,17 +256,10 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
         exit = Exit(code=None, interrupted=True)
     if cause is None:
         status, cause, rate = classify(exit, folder / EVENTS_NAME, folder / LOG_NAME, timeout)
-    interrupted = exit.interrupted
-    record = {
-        "format": FORMAT_VERSION, "benchmark": bench.name, "group": bench.group, "repeat": attempt.repeat,
-        "device": attempt.device_label, "plan": bench.plan, "unit": bench.unit, "weight": bench.weight,
-        "size": options.size, "image": image[0], "image_id": image[1], "status": status, "cause": cause, "rate": rate,
-        "exit_code": exit.code, "timed_out": exit.timed_out, "oom_killed": exit.oom_killed,
-        "wall_s": round(time.monotonic() - t0, 3), "started": started, "ended": _now(),
-        "timeout_s": timeout, "container_request": request.to_dict(),
-    }
+    record.update(status=status, cause=cause, rate=rate, exit_code=exit.code, timed_out=exit.timed_out,
+                  oom_killed=exit.oom_killed, wall_s=round(time.monotonic() - t0, 3), ended=_now())
     write_json_atomic(folder / RECORD_NAME, record)
-    if interrupted:
+    if exit.interrupted:
         raise KeyboardInterrupt
     return record
 

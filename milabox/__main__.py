@@ -1,0 +1,5 @@
+"""`python -m milabox` is the `milabox` command."""
+
+from .cli import main
+
+main()
