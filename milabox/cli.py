@@ -57,10 +57,10 @@ def list_cmd(fmt: str) -> None:
 @click.option("--base-image", help="render FROM this base instead of the vendor's")
 def render(benchmark: str, vendor: str, runtime: bool, base_image: str | None) -> None:
     """Print the Dockerfile milabox builds for BENCHMARK (a benchmark or group name)."""
+    from .benchmarks import group_members
     from .build import torch_wheels
     from .netconfig import discover
     from .render import render_benchmark, render_runtime
-    from .benchmarks import group_members
     v = _vendor(vendor)
     benches = _benchmarks((benchmark,))
     if runtime:

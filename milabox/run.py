@@ -144,7 +144,8 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
     if pt.group_add_device_owners:
         groups += [g for g in _device_owner_gids(pt.devices) if g not in groups]
     mounts = (BindMount(str(results_dir.resolve()), RESULTS_MOUNT, read_only=False),
-              *(BindMount(src, dst, read_only=True) for src, dst in pt.volumes))
+              # Only where the host has them: a bind of a missing path is refused by the engine.
+              *(BindMount(src, dst, read_only=True) for src, dst in pt.volumes if os.path.exists(src)))
     return ContainerRequest(
         image=image, environment=env, mounts=mounts, user=f"{os.getuid()}:{os.getgid()}", network_mode="none",
         devices=pt.devices, gpu_request=pt.gpu_request,

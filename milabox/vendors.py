@@ -41,7 +41,7 @@ class Passthrough:
         security_opt: e.g. ``seccomp=unconfined`` (default none).
         ipc_mode: e.g. ``host`` (default: the engine's).
         shm_size: e.g. ``8g`` (default: the engine's).
-        volumes: host path -> container path, mounted read-only (default none).
+        volumes: host path -> container path, mounted read-only where the host has the path (default none).
     """
 
     gpu_request: bool = False

@@ -183,7 +183,7 @@ def test_gpu_passthrough_requests_as_the_engine_sees_them(engine, cpu_images, ve
     """Created, never started: this machine has no GPU, driver or /dev/kfd; the engine accepts the request."""
     vendor = get_vendor(vendor_name)
     bench = all_benchmarks()["matmul-fp32"]
-    request = container_request(Attempt(bench, 0, ("1",)), vendor, runtime_tag(CPU), tmp_path, "full")
+    request = container_request(Attempt(bench, 0, ("1",)), vendor, benchmark_tag("matmul", CPU), tmp_path, "full")
     with engine.container(request) as container:
         host = container.inspect()["HostConfig"]
         env = container.inspect()["Config"]["Env"]
@@ -197,13 +197,32 @@ def test_gpu_passthrough_requests_as_the_engine_sees_them(engine, cpu_images, ve
         assert host["IpcMode"] == "host" and devices == []
     elif vendor_name == "rocm":
         assert devices == ["/dev/kfd", "/dev/dri"] and "video" in host["GroupAdd"]
-        assert host["SecurityOpt"] == ["seccomp=unconfined"] and host["IpcMode"] == "host"
+        assert "seccomp=unconfined" in host["SecurityOpt"] and host["IpcMode"] == "host"
         assert host["ShmSize"] == 8 * 1024**3 and "ROCR_VISIBLE_DEVICES=1" in env
         assert not host.get("DeviceRequests")
     else:
         assert devices == ["/dev/dri"] and "ZE_AFFINITY_MASK=1" in env and host["IpcMode"] == "host"
-        assert {"Source": "/dev/dri/by-path", "Target": "/dev/dri/by-path", "ReadOnly": True} in container_mounts(host)
+        by_path = {"Source": "/dev/dri/by-path", "Target": "/dev/dri/by-path", "ReadOnly": True}
+        assert (by_path in container_mounts(host)) == Path("/dev/dri/by-path").exists()
     assert _no_milabox_containers(engine)
+
+
+def test_vendor_volumes_are_mounted_read_only(engine, cpu_images, vendors_copy, tmp_path):
+    """XPU's /dev/dri/by-path does not exist here: point the same vendor field at a folder that does."""
+    shared = tmp_path / "by-path"
+    shared.mkdir()
+    path = vendors_copy / "xpu.toml"
+    path.write_text(path.read_text().replace('"/dev/dri/by-path" = "/dev/dri/by-path"', f'"{shared}" = "/dev/dri/by-path"'))
+    vendor = get_vendor("xpu")
+    results = tmp_path / "results"
+    results.mkdir()
+    request = container_request(Attempt(all_benchmarks()["matmul-fp32"], 0, ()), vendor, benchmark_tag("matmul", CPU),
+                                results, "smoke")
+    with engine.container(request) as container:
+        mounts = container_mounts(container.inspect()["HostConfig"])
+    assert {"Source": str(shared), "Target": "/dev/dri/by-path", "ReadOnly": True} in mounts
+    assert [m for m in mounts if not m["ReadOnly"]] == [{"Source": str(results.resolve()), "Target": "/results",
+                                                         "ReadOnly": False}]
 
 
 def container_mounts(host_config):
@@ -212,7 +231,7 @@ def container_mounts(host_config):
 
 
 def test_containers_carry_the_milabox_label(engine, cpu_images, tmp_path):
-    request = container_request(Attempt(all_benchmarks()["bert-fp32"], 0, ()), CPU, runtime_tag(CPU), tmp_path,
+    request = container_request(Attempt(all_benchmarks()["bert-fp32"], 0, ()), CPU, benchmark_tag("bert", CPU), tmp_path,
                                 "smoke", run_name="x")
     with engine.container(request) as container:
         assert container.id in engine.containers()
