@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MILABOX := $(BIN)/milabox
 DEMO := matmul bert
+HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' vendor_bases/cpu.toml)
 RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test venv engine base images lint unit integration clean-containers help
@@ -18,6 +19,10 @@ $(BIN)/activate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	@# Torch on the host only for the runtime's torch unit tests and native comparisons: the CPU wheel
+	@# from pip's find-links where there is one (never the multi-GB CUDA build from PyPI).
+	@$(BIN)/pip install --quiet 'torch==$(HOST_TORCH)' 2>/dev/null \
+	  || echo "no $(HOST_TORCH) wheel in pip's find-links: torch-based unit tests will be skipped"
 	@touch $@
 
 venv: $(BIN)/activate

@@ -181,6 +181,14 @@ def doctor(vendors: tuple[str, ...]) -> None:
                         headers=["check", "status", "detail"]))
 
 
+# Commands of each area live in milabox/commands/<area>.py; each area adds its one line here.
+def _add_area_commands() -> None:
+    pass
+
+
+_add_area_commands()
+
+
 def main() -> None:
     """Entry point: run the CLI; a MilaboxError becomes one line on stderr and exit code 1."""
     try:
