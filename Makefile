@@ -10,7 +10,7 @@ DEMO := matmul bert
 HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' vendor_bases/cpu.toml)
 RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: demo test venv engine base images lint unit integration clean-containers help
+.PHONY: demo test venv engine base images lint unit integration clean-containers help disk
 
 help:
 	@sed -n '1,4p' Makefile
@@ -57,3 +57,8 @@ test: venv lint base
 
 clean-containers: venv
 	@$(BIN)/python -c 'from milabox.engine import Engine; e = Engine(); [e.client.containers.get(c).remove(force=True) for c in e.containers()]'
+
+# Unique disk of the CPU suite's images against the goal (at most twice the runtime image).
+disk: base
+	$(MILABOX) build --suite all --vendor cpu
+	$(BIN)/python scripts/disk.py cpu

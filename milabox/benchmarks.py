@@ -213,28 +213,49 @@ def group_members(group: str, folder: Path | None = None) -> list[Benchmark]:
     return [b for b in all_benchmarks(folder).values() if b.group == group]
 
 
-def select(names: list[str] | tuple[str, ...], benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
-    """Resolve names given by a user: a benchmark name, a group (folder) name or a tag.
+SUITES = {
+    "standard": "the weighted set: every benchmark with a weight above 0 (what the suite score is made of)",
+    "all": "every benchmark, weight 0 ones included",
+}
+
+
+def _matching(name: str, benchmarks: dict[str, Benchmark]) -> list[Benchmark]:
+    matches = [b for b in benchmarks.values() if name in (b.name, b.group, b.family) or name in b.tags]
+    if not matches:
+        known = sorted({*benchmarks, *(b.group for b in benchmarks.values())})
+        close = difflib.get_close_matches(name, [*known, *sorted({t for b in benchmarks.values() for t in b.tags})],
+                                          n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
+        raise UnknownBenchmark(f"unknown benchmark {name!r}{hint}")
+    return matches
+
+
+def select(names: list[str] | tuple[str, ...], benchmarks: dict[str, Benchmark], suite: str | None = None,
+           exclude: list[str] | tuple[str, ...] = ()) -> list[Benchmark]:
+    """Resolve what a user asked for: names, a suite, minus exclusions.
 
     Args:
-        names: what the user typed; empty means every benchmark.
+        names: benchmark names, group (folder) names, families or tags; empty means the suite (or all).
         benchmarks: all benchmarks.
+        suite: ``standard`` (weight > 0) or ``all``; combined with names, the union.
+        exclude: names, groups, families or tags to leave out.
 
     Returns:
         The selected benchmarks, each once, in definition order.
 
     Raises:
-        UnknownBenchmark: a name matches nothing (the message suggests the closest names).
+        UnknownBenchmark: a name, exclusion or suite matches nothing (the message suggests the closest names).
     """
-    if not names:
-        return list(benchmarks.values())
     chosen: dict[str, Benchmark] = {}
+    if suite is not None:
+        if suite not in SUITES:
+            raise UnknownBenchmark(f"unknown suite {suite!r}; valid: {', '.join(SUITES)}")
+        chosen.update((b.name, b) for b in benchmarks.values() if suite == "all" or b.weight > 0)
     for name in names:
-        matches = [b for b in benchmarks.values() if name in (b.name, b.group) or name in b.tags]
-        if not matches:
-            known = sorted({*benchmarks, *(b.group for b in benchmarks.values())})
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(known)}"
-            raise UnknownBenchmark(f"unknown benchmark {name!r}{hint}")
-        chosen.update((b.name, b) for b in matches)
+        chosen.update((b.name, b) for b in _matching(name, benchmarks))
+    if not names and suite is None:
+        chosen = dict(benchmarks)
+    for name in exclude:
+        for bench in _matching(name, benchmarks):
+            chosen.pop(bench.name, None)
     return [b for b in benchmarks.values() if b.name in chosen]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -14,10 +14,11 @@ from typing import Protocol
 
 from . import __version__
 from .baseimage import resolve_base
-from .benchmarks import Benchmark, group_members
+from .benchmarks import Benchmark, all_benchmarks, group_members
 from .engine import Engine
 from .errors import BuildError
-from .netconfig import PackageSources
+from .lock import check_lock
+from .netconfig import PackageSources, torch_wheels
 from .provenance import PROJECT_DIR, source_commit
 from .render import benchmark_tag, dockerfile_hash, render_benchmark, render_runtime, runtime_tag
 from .vendors import Vendor
@@ -58,12 +59,8 @@ class BuildResult:
     log_path: Path
 
 
-def torch_wheels(sources: PackageSources, vendor: Vendor) -> list[Path]:
-    """Wheels in the wheelhouse that are exactly the vendor's torch version (e.g. ``torch-2.13.0+cpu-...whl``)."""
-    if sources.wheelhouse is None:
-        return []
-    pattern = re.compile(rf"^torch-{re.escape(vendor.torch_version)}-.*\.whl$")
-    return sorted(p for p in sources.wheelhouse.iterdir() if pattern.match(p.name))
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -111,7 +108,7 @@ def _run_build(engine: Engine, name: str, context: Path, tag: str, labels: dict[
 
 
 def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, reporter: BuildReporter, log_dir: Path,
-                  base_image: str | None = None, no_cache: bool = False) -> BuildResult:
+                  base_image: str | None = None, no_cache: bool = False, tag: str | None = None) -> BuildResult:
     """Build a vendor's runtime image (base + Python + torch + the in-container runtime).
 
     Args:
@@ -122,14 +119,17 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         log_dir: folder for the build log.
         base_image: base chosen by the user instead of the vendor's.
         no_cache: rebuild every layer.
+        tag: the image tag (default: the vendor's runtime tag).
 
     Returns:
         The built image.
 
     Raises:
+        ConfigError: the vendor's lock is missing or out of date.
         BaseImageMissing: no base image is present or pullable.
         BuildError: a step failed (the message names the step and points to the log).
     """
+    lock = check_lock(vendor, list(all_benchmarks().values()))
     base = resolve_base(engine, vendor, base_image)
     wheels = torch_wheels(sources, vendor)
     dockerfile = render_runtime(vendor, base, sources, [w.name for w in wheels])
@@ -137,6 +137,7 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
         shutil.copytree(RUNTIME_PACKAGE, context / "milabox_runtime", ignore=_IGNORE)
+        shutil.copy2(lock, context / "requirements.lock")
         if sources.ca_bundle:
             shutil.copy2(sources.ca_bundle, context / "ca-bundle.crt")
         (context / "wheelhouse").mkdir()
@@ -144,10 +145,13 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
             _place(wheel, context / "wheelhouse" / wheel.name)
         base_info = engine.image(base)
         labels = _labels("runtime", vendor, dockerfile, {"milabox.base_image": base,
-                                                         "milabox.base_image_id": base_info.id if base_info else ""},
-                         ("milabox_runtime", "images/runtime.Dockerfile.j2", f"vendor_bases/{vendor.name}.toml"))
-        return _run_build(engine, "runtime", context, runtime_tag(vendor), labels, log_dir, sources.network_mode,
-                          reporter, no_cache)
+                                                         "milabox.base_image_id": base_info.id if base_info else "",
+                                                         "milabox.lock": lock.name,
+                                                         "milabox.lock_sha256": _sha256(lock)},
+                         ("milabox_runtime", "images/runtime.Dockerfile.j2", f"vendor_bases/{vendor.name}.toml",
+                          f"vendor_bases/locks/{vendor.name}.txt"))
+        return _run_build(engine, "runtime", context, tag or runtime_tag(vendor), labels, log_dir,
+                          sources.network_mode, reporter, no_cache)
 
 
 def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, sources: PackageSources,
@@ -174,7 +178,6 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
     with tempfile.TemporaryDirectory(prefix="milabox-build-") as tmp:
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
-        (context / "requirements.txt").write_text("".join(f"{r}\n" for r in benchmarks[0].requirements))
         shutil.copytree(benchmarks[0].folder, context / "benchmark", ignore=_IGNORE)
         runtime = engine.image(runtime_tag(vendor))
         labels = _labels(group, vendor, dockerfile, {"milabox.runtime_image_id": runtime.id if runtime else ""},

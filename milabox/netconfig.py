@@ -8,12 +8,14 @@ configured with, so a machine where ``pip install`` works needs no extra setting
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .vendors import Vendor
 
 PYPI = "https://pypi.org/simple"
 
@@ -83,3 +85,11 @@ def discover(index_url: str | None = None, wheelhouse: str | None = None, ca_bun
         index = PYPI  # a file:// index exists only on this host
     return PackageSources(index_url=index, extra_index_urls=extra, wheelhouse=Path(house) if house else None,
                           ca_bundle=Path(cert) if cert else None, network_mode=network_mode or "host")
+
+
+def torch_wheels(sources: PackageSources, vendor: Vendor) -> list[Path]:
+    """Wheels in the wheelhouse that are exactly the vendor's torch version (e.g. ``torch-2.13.0+cpu-...whl``)."""
+    if sources.wheelhouse is None:
+        return []
+    pattern = re.compile(rf"^torch-{re.escape(vendor.torch_version)}-.*\.whl$")
+    return sorted(p for p in sources.wheelhouse.iterdir() if pattern.match(p.name))

@@ -84,4 +84,4 @@ def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
     first = benchmarks[0]
     return _render("benchmark.Dockerfile.j2", vendor=vendor, runtime_image=runtime_tag(vendor), group=first.group,
                    names=[b.name for b in benchmarks], description=first.group_description,
-                   requirements=list(first.requirements), entry=first.entry)
+                   entry=first.entry)

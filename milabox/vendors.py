@@ -69,6 +69,9 @@ class Vendor:
         device_selection: ``none``, ``device_requests`` (NVIDIA ids) or ``env`` (``device_env``).
         device_env: environment variable that selects devices inside the container.
         telemetry: name of the host telemetry backend (nvml, amdsmi, xpu-smi, psutil).
+        python_version: the image's Python (``3.11`` on Debian bookworm, ``3.12`` on Ubuntu 24.04): locks
+            are resolved for it.
+        python_platform: the image's platform as uv names it (default ``x86_64-manylinux_2_28``).
         passthrough: the device passthrough request.
         local_base: debootstrap recipe for a locally made base, or None.
         path: the data file.
@@ -84,6 +87,8 @@ class Vendor:
     device_selection: str
     device_env: str
     telemetry: str
+    python_version: str = "3.11"
+    python_platform: str = "x86_64-manylinux_2_28"
     passthrough: Passthrough = field(default_factory=Passthrough)
     local_base: LocalBase | None = None
     path: Path = Path()
@@ -143,6 +148,8 @@ def load_vendor_file(path: Path) -> Vendor:
         device_selection=f.get("device_selection", str, choices=DEVICE_SELECTIONS),
         device_env=f.get("device_env", str, ""),
         telemetry=f.get("telemetry", str),
+        python_version=f.get("python_version", str),
+        python_platform=f.get("python_platform", str, "x86_64-manylinux_2_28"),
         passthrough=passthrough,
         local_base=local_base,
         path=path,

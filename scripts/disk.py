@@ -1,0 +1,51 @@
+"""Print the disk the CPU suite's images take, against the goal: at most twice the runtime image's size.
+
+Layers shared between images count once (the engine's own `docker system df -v` accounting): the suite's
+unique disk is the runtime image plus what each benchmark image adds on top of shared layers.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from milabox.benchmarks import all_benchmarks
+from milabox.build import groups_of
+from milabox.engine import Engine
+from milabox.render import benchmark_tag, runtime_tag
+from milabox.vendors import get_vendor
+
+MB = 1e6
+
+
+def main(vendor_name: str = "cpu") -> int:
+    vendor, engine = get_vendor(vendor_name), Engine()
+    usage = {tag: img for img in engine.disk_usage() for tag in img["tags"]}
+    runtime = usage.get(runtime_tag(vendor))
+    if runtime is None:
+        print(f"{runtime_tag(vendor)} is not built: run `milabox build --suite all --vendor {vendor.name}`")
+        return 1
+    rows, unique = [], runtime["size"]
+    groups = groups_of([b for b in all_benchmarks().values() if b.supports(vendor.name)])
+    for group in groups:
+        img = usage.get(benchmark_tag(group, vendor))
+        if img is None:
+            print(f"{benchmark_tag(group, vendor)} is not built")
+            return 1
+        if engine.image(benchmark_tag(group, vendor)).labels.get("milabox.runtime_image_id") != runtime["id"]:
+            print(f"{benchmark_tag(group, vendor)} was built on an older runtime image: rebuild it first")
+            return 1
+        own = img["size"] - runtime["size"]  # what the benchmark image adds on top of the runtime's layers
+        unique += own
+        rows.append((group, img["size"], own))
+    print(f"{'image':<40} {'size MB':>10} {'unique MB':>10}")
+    print(f"{runtime_tag(vendor):<40} {runtime['size'] / MB:>10.1f} {runtime['size'] / MB:>10.1f}")
+    for group, size, own in rows:
+        print(f"{benchmark_tag(group, vendor):<40} {size / MB:>10.1f} {own / MB:>10.1f}")
+    ratio = unique / runtime["size"]
+    print(f"\nunique disk of the {vendor.name} suite: {unique / MB:.1f} MB = {ratio:.3f} x the runtime image "
+          f"(goal <= 2): {'OK' if ratio <= 2 else 'OVER'}")
+    return 0 if ratio <= 2 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

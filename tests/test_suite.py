@@ -1,0 +1,157 @@
+"""The suite as a whole: selection, the joint lock, the README's table, and every smoke benchmark on the real engine."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from milabox.benchmarks import all_benchmarks, select
+from milabox.errors import ConfigError, UnknownBenchmark
+from milabox.lock import check_lock, lock_inputs, read_pins
+from milabox.vendors import get_vendor
+
+PROJECT = Path(__file__).resolve().parent.parent
+FAMILIES = {"matmul", "vision", "nlp", "llm", "generative", "graph", "rl", "recsys"}
+
+
+def test_every_family_is_present_with_at_least_16_rows():
+    benches = all_benchmarks()
+    assert len(benches) >= 16
+    assert FAMILIES <= {b.family for b in benches.values()}
+    assert any(b.plan == "all_devices" for b in benches.values()), "a multi-device benchmark is missing"
+
+
+def test_standard_suite_is_the_weighted_set_and_all_is_everything():
+    benches = all_benchmarks()
+    standard = select([], benches, suite="standard")
+    assert standard and all(b.weight > 0 for b in standard)
+    assert {b.name for b in select([], benches, suite="all")} == set(benches)
+
+
+def test_exclude_by_family_and_select_by_tag():
+    benches = all_benchmarks()
+    chosen = select([], benches, suite="all", exclude=["nlp", "matmul-fp32"])
+    assert chosen and not any(b.family == "nlp" or b.name == "matmul-fp32" for b in chosen)
+    assert {b.family for b in select(["nlp"], benches)} == {"nlp"}
+    with pytest.raises(UnknownBenchmark, match="unknown suite 'fast'"):
+        select([], benches, suite="fast")
+
+
+def test_cpu_lock_is_current_and_pins_every_requirement_and_torch():
+    cpu = get_vendor("cpu")
+    benches = list(all_benchmarks().values())
+    pins = read_pins(check_lock(cpu, benches))
+    assert pins["torch"] == cpu.torch_version
+    for requirement in lock_inputs(cpu, benches):
+        name, version = requirement.split("==")
+        assert pins[re.sub(r"[-_.]+", "-", name).lower()] == version, requirement
+
+
+def test_lock_refuses_loose_or_conflicting_pins(benchmarks_copy):
+    path = benchmarks_copy / "bert" / "benchmark.toml"
+    text = path.read_text()
+    path.write_text(text.replace('requirements = ["transformers==5.23.0"]', 'requirements = ["transformers>=5"]'))
+    with pytest.raises(ConfigError, match=r"'transformers>=5' is not an exact pin"):
+        lock_inputs(get_vendor("cpu"), list(all_benchmarks().values()))
+    path.write_text(text.replace('requirements = ["transformers==5.23.0"]', 'requirements = ["transformers==5.0.0"]'))
+    (benchmarks_copy / "matmul" / "benchmark.toml").write_text(
+        (benchmarks_copy / "matmul" / "benchmark.toml").read_text().replace(
+            'unit = "TFLOPS"', 'unit = "TFLOPS"\nrequirements = ["Transformers==5.23.0"]'))
+    with pytest.raises(ConfigError, match=r"disagrees with"):
+        lock_inputs(get_vendor("cpu"), list(all_benchmarks().values()))
+
+
+def test_stale_lock_is_refused(benchmarks_copy):
+    path = benchmarks_copy / "bert" / "benchmark.toml"
+    path.write_text(path.read_text().replace('requirements = ["transformers==5.23.0"]',
+                                             'requirements = ["transformers==5.23.0", "einops==0.8.1"]'))
+    with pytest.raises(ConfigError, match=r"cpu.txt is out of date.*milabox lock --vendor cpu"):
+        check_lock(get_vendor("cpu"), list(all_benchmarks().values()))
+
+
+def test_readme_benchmark_table_is_current():
+    table = subprocess.run([sys.executable, "-m", "milabox", "list", "--format", "markdown"], capture_output=True,
+                           text=True, check=True).stdout.strip()
+    readme = (PROJECT / "README.md").read_text()
+    found = re.search(r"<!-- benchmarks:start -->\n(.*?)\n<!-- benchmarks:end -->", readme, re.DOTALL)
+    assert found, "README.md lacks the <!-- benchmarks:start/end --> markers"
+    assert found[1].strip() == table, "README's benchmark table is out of date: paste `milabox list --format markdown`"
+
+
+@pytest.mark.parametrize("vendor_name", ["cuda", "rocm", "xpu"])
+def test_every_full_size_is_a_valid_container_request_for_gpu_vendors(vendor_name, tmp_path):
+    from milabox.run import Attempt, container_request
+    vendor = get_vendor(vendor_name)
+    for bench in all_benchmarks().values():
+        if not bench.supports(vendor.name):
+            continue
+        request = container_request(Attempt(bench, 0, ("0",)), vendor, f"milabox/{bench.group}:x", tmp_path, "full")
+        config = json.loads(request.environment["MILABOX_CONFIG"])
+        assert config["size"] == "full" and config["benchmark"] == bench.name and config["steps"] > 0
+
+
+class _Quiet:
+    def begin(self, image, log_path): ...
+    def step(self, image, step, steps, instruction): ...
+    def line(self, image, text): ...
+    def end(self, result): ...
+
+
+def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
+    from milabox.engine import ContainerRequest
+    log = tmp_path / f"freeze-{abs(hash(image))}.log"
+    request = ContainerRequest(image=image, command=("pip", "freeze"), labels={"milabox.benchmark": "pip-freeze"})
+    with open(log, "wb") as out, engine.container(request) as container:
+        container.start(out)
+        assert container.wait(120).code == 0
+    return log.read_text()
+
+
+@pytest.mark.engine
+def test_two_builds_from_the_same_lock_freeze_the_same(engine, tmp_path):
+    """The runtime image built again from scratch (no cache) from the same lock: identical `pip freeze`."""
+    from milabox.build import build_runtime
+    from milabox.netconfig import discover
+    from milabox.render import runtime_tag
+    cpu = get_vendor("cpu")
+    first = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path)
+    again_tag = "milabox-test/runtime-again:cpu"
+    try:
+        again = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path, no_cache=True, tag=again_tag)
+        assert again.cached_steps <= 1 and first.tag == runtime_tag(cpu)
+        frozen = _pip_freeze(engine, first.tag, tmp_path)
+        assert "torch==" + cpu.torch_version in frozen.splitlines()
+        assert frozen == _pip_freeze(engine, again_tag, tmp_path)
+        labels = engine.image(again_tag).labels
+        assert labels["milabox.lock"] == "cpu.txt" and labels["milabox.lock_sha256"] == engine.image(first.tag).labels[
+            "milabox.lock_sha256"]
+    finally:
+        engine.remove_image(again_tag)
+    assert engine.containers() == []
+
+
+@pytest.mark.engine
+def test_whole_cpu_smoke_suite_passes(engine, tmp_path):
+    """`milabox build --vendor cpu` then `milabox run --suite all --size smoke`: every row passes with a positive perf."""
+    env_cmd = [sys.executable, "-m", "milabox"]
+    build = subprocess.run([*env_cmd, "build", "--suite", "all", "--vendor", "cpu"], capture_output=True, text=True,
+                           check=False)
+    assert build.returncode == 0, build.stderr[-3000:]
+    run_dir = tmp_path / "suite"
+    run = subprocess.run([*env_cmd, "run", "--suite", "all", "--vendor", "cpu", "--size", "smoke", "--run-dir",
+                          str(run_dir), "--format", "json"], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    expected = {b.name for b in all_benchmarks().values() if b.supports("cpu")}
+    rows = {row["name"]: row for row in report["benchmarks"]}
+    assert set(rows) == expected
+    failed = {name: row for name, row in rows.items() if row["fail"] or not row["perf"] or row["perf"] <= 0}
+    assert not failed, [json.loads((p).read_text())["cause"] for p in run_dir.glob("*/*/record.json")
+                        if json.loads(p.read_text())["status"] != "ok"]
+    assert report["failure_rate"] == 0
+    assert engine.containers() == []
