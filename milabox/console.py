@@ -63,23 +63,73 @@ def note(text: str) -> None:
 
 
 class RunDisplay:
-    """One line as each attempt starts and ends, with elapsed time for the whole run."""
+    """Progress of a run, one line as each attempt starts and ends: which benchmark, which repeat of how many,
+    time elapsed and an estimate of the time left (from the attempts already done, the same benchmark's first).
 
-    def __init__(self) -> None:
-        self.started = time.monotonic()
+    Lines, not a live clock: the host stays idle while a container runs.
+    """
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self.clock = clock
+        self.started = clock()
+        self.pending: list = []  # planned attempts not started yet
+        self.repeats: dict[str, int] = {}  # benchmark -> repeats planned
+        self.walls: dict[str, list[float]] = {}  # benchmark -> wall seconds of its finished attempts
+        self.attempt_started_at = self.started
+
+    def planned(self, attempts) -> None:
+        """Receive the run's planned attempts (for repeat counts and the time estimate)."""
+        self.pending = list(attempts)
+        for a in attempts:
+            self.repeats[a.benchmark.name] = max(self.repeats.get(a.benchmark.name, 0), a.repeat + 1)
+
+    def estimate_left(self, attempts) -> float | None:
+        """Seconds ``attempts`` should take: each at its benchmark's mean so far, else the mean of all so far.
+
+        Returns:
+            None until an attempt has finished.
+        """
+        every = [w for walls in self.walls.values() for w in walls]
+        if not every:
+            return None
+        overall = sum(every) / len(every)
+        total = 0.0
+        for a in attempts:
+            own = self.walls.get(a.benchmark.name)
+            total += sum(own) / len(own) if own else overall
+        return total
+
+    def _where(self, attempt) -> str:
+        repeats = self.repeats.get(attempt.benchmark.name, attempt.repeat + 1)
+        device = f", device {attempt.device_label}" if attempt.devices else ""
+        return f"{attempt.benchmark.name} repeat {attempt.repeat + 1}/{repeats}{device}"
 
     def attempt_started(self, index: int, total: int, attempt) -> None:
-        elapsed = _fmt_s(time.monotonic() - self.started)
-        note(f"[{index}/{total}] {attempt.folder} running ({elapsed} elapsed)")
+        now = self.clock()
+        self.attempt_started_at = now
+        self.pending = [a for a in self.pending if a != attempt]
+        left = self.estimate_left([attempt, *self.pending])
+        eta = "estimating time left" if left is None else f"about {_fmt_s(left)} left"
+        note(f"[{index}/{total}] {self._where(attempt)}: running ({_fmt_s(now - self.started)} elapsed, {eta})")
 
     def attempt_ended(self, index: int, total: int, attempt, record: dict) -> None:
+        now = self.clock()
+        wall = record.get("wall_s")
+        self.walls.setdefault(attempt.benchmark.name, []).append(
+            float(wall) if isinstance(wall, (int, float)) else now - self.attempt_started_at)
         status = record.get("status")
         if status == "ok":
             rate = record.get("rate")
             detail = f"ok in {record.get('wall_s', 0):.1f}s" + (f", {rate:.4g} {record.get('unit')}" if rate else "")
         else:
             detail = f"{status}: {record.get('cause') or ''}".rstrip(": ")
-        note(f"[{index}/{total}] {attempt.folder} {detail}")
+        note(f"[{index}/{total}] {self._where(attempt)}: {detail}")
+
+    def repeats_skipped(self, benchmark, repeats: int, sem_pct: float, skipped: int) -> None:
+        """A benchmark's sem% went below --until-sem: its remaining attempts will not run."""
+        self.pending = [a for a in self.pending if a.benchmark.name != benchmark.name]
+        note(f"{benchmark.name}: sem {sem_pct:.2g}% after {repeats} repeat(s) is below --until-sem; "
+             f"{skipped} attempt(s) skipped")
 
     def skipped(self, benchmark, why: str) -> None:
         note(f"skipping {benchmark.name}: {why}")

@@ -6,10 +6,15 @@ Everything else describes what it wants as plain data (:class:`ContainerRequest`
 
 from __future__ import annotations
 
+import base64
+import io
+import json
 import os
 import re
+import shlex
+import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -24,6 +29,8 @@ from .errors import BuildError, EngineError
 LABEL_PREFIX = "milabox."
 CONTAINER_LABEL = "milabox.benchmark"  # every container milabox creates carries it
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+# Go's os.ModeType (the engine's stat "mode"): directory, symlink, device, named pipe, socket, char device, irregular.
+_NOT_REGULAR = 1 << 31 | 1 << 27 | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class ContainerRequest:
         shm_size: e.g. ``8g``.
         labels: container labels (``milabox.benchmark`` always among them).
         working_dir: working directory, or empty for the image's.
+        memory: memory limit, e.g. ``8g`` (empty: none); exceeding it gets the container OOM-killed.
     """
 
     image: str
@@ -72,6 +80,7 @@ class ContainerRequest:
     shm_size: str = ""
     labels: dict[str, str] = field(default_factory=dict)
     working_dir: str = ""
+    memory: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON-ready data (recorded beside results, shown by dry runs)."""
@@ -103,7 +112,40 @@ class ContainerRequest:
         for key in ("ipc_mode", "shm_size", "working_dir"):
             if getattr(self, key):
                 kwargs[key] = getattr(self, key)
+        if self.memory:
+            kwargs["mem_limit"] = self.memory
+            kwargs["memswap_limit"] = self.memory  # no swap beyond the limit: an overrun is an OOM kill
         return kwargs
+
+    def docker_run_command(self) -> str:
+        """The request as a ``docker run`` command line that a person can paste to reproduce the container.
+
+        Returns:
+            One shell-quoted line (``--rm``; everything else as requested: network, user, environment,
+            mounts, devices, GPUs, groups, security options, IPC, shared memory, memory, labels).
+        """
+        args = ["docker", "run", "--rm", "--network", self.network_mode]
+        if self.user:
+            args += ["--user", self.user]
+        for key, value in self.environment.items():
+            args += ["--env", f"{key}={value}"]
+        for m in self.mounts:
+            args += ["--mount", f"type=bind,source={m.source},target={m.target}" + (",readonly" if m.read_only else "")]
+        for device in self.devices:
+            args += ["--device", f"{device}:{device}:rwm"]
+        if self.gpu_request:  # the CLI needs the inner quotes when the list has commas
+            args += ["--gpus", f'"device={",".join(self.gpu_ids)}"' if self.gpu_ids else "all"]
+        for flag, values in (("--group-add", self.group_add), ("--security-opt", self.security_opt)):
+            for value in values:
+                args += [flag, value]
+        for flag, value in (("--ipc", self.ipc_mode), ("--shm-size", self.shm_size), ("--workdir", self.working_dir)):
+            if value:
+                args += [flag, value]
+        if self.memory:
+            args += ["--memory", self.memory, "--memory-swap", self.memory]
+        for key, value in self.labels.items():
+            args += ["--label", f"{key}={value}"]
+        return shlex.join([*args, self.image, *self.command])
 
 
 @dataclass(frozen=True)
@@ -115,6 +157,14 @@ class ImageInfo:
     digests: tuple[str, ...]
     labels: dict[str, str]
     size: int
+
+    @property
+    def digest_ref(self) -> str | None:
+        """``repo@sha256:...`` naming exactly this image in a registry it was pushed to or pulled from, or None.
+
+        The first of the engine's RepoDigests: each names this very image (its id), so any will do.
+        """
+        return self.digests[0] if self.digests else None
 
 
 @dataclass(frozen=True)
@@ -344,6 +394,17 @@ class Engine:
             raise EngineError(f"the engine refused to create a container: {_explain(e)}") from None
         return Container(self, handle)
 
+    def disk_usage(self) -> list[dict[str, Any]]:
+        """Every local image with its tags, total size and the part shared with other images (``docker system df -v``).
+
+        Returns:
+            One dict an image: ``id``, ``tags``, ``size``, ``shared_size`` (bytes; ``shared_size`` is -1 where the
+            engine did not compute it).
+        """
+        return [{"id": img["Id"], "tags": img.get("RepoTags") or [], "size": int(img.get("Size") or 0),
+                 "shared_size": int(img.get("SharedSize") if img.get("SharedSize") is not None else -1)}
+                for img in self.client.df().get("Images") or []]
+
     def containers(self, label: str = CONTAINER_LABEL) -> list[str]:
         """Ids of all containers (running or not) carrying a label."""
         return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
@@ -354,3 +415,165 @@ class Engine:
             self.client.images.remove(ref, force=True)
         except docker.errors.ImageNotFound:
             pass
+
+    def read_image_files(self, ref: str, paths: list[str], max_bytes: int = 16 * 2**20) -> dict[str, bytes | None]:
+        """Read files out of an image without running it: create a container (never started), copy, remove it.
+
+        Args:
+            ref: image tag or id.
+            paths: absolute paths inside the image.
+            max_bytes: a larger file reads as None rather than being copied.
+
+        Returns:
+            path -> content; None for a path the image lacks (or that is not a regular file, or is too large).
+
+        Raises:
+            EngineError: the image is missing or the engine refused to create the container.
+        """
+        try:
+            handle = self.client.containers.create(ref, command=["true"], network_mode="none",
+                                                   labels={CONTAINER_LABEL: "read-image-files"})
+        except docker.errors.ImageNotFound:
+            raise EngineError(f"image {ref} is not present; build it with `milabox build`") from None
+        except docker.errors.APIError as e:
+            raise EngineError(f"cannot read files from image {ref}: {_explain(e)}") from None
+        try:
+            return {path: self._copy_out(handle, path, max_bytes) for path in paths}
+        finally:
+            Container._quietly(lambda: handle.remove(force=True))
+
+    def _copy_out(self, handle: Any, path: str, max_bytes: int) -> bytes | None:
+        api = self.client.api
+        # Stat first (HEAD): an archive stream left half-read would block the engine from removing the container.
+        try:
+            head = api.head(f"{api.base_url}/v{api.api_version}/containers/{handle.id}/archive", params={"path": path})
+        except requests.exceptions.RequestException:
+            return None
+        encoded = head.headers.get("X-Docker-Container-Path-Stat") if head.status_code == 200 else None
+        stat = json.loads(base64.b64decode(encoded)) if encoded else {}
+        if not stat or int(stat.get("mode", 0)) & _NOT_REGULAR or int(stat.get("size", 0)) > max_bytes:
+            return None
+        try:
+            stream, _ = handle.get_archive(path)
+            archive = b"".join(stream)  # read to the end: a tar of the one file, about its size
+        except (docker.errors.NotFound, docker.errors.APIError, requests.exceptions.RequestException):
+            return None
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile()), None)
+            extracted = tar.extractfile(member) if member else None
+            return extracted.read() if extracted else None
+
+    # ---- moving images between engines and registries (bundles, push, pull) ----
+
+    def save_images(self, refs: Sequence[str], chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream ``docker save`` of several images as one tar: the layers they share are in it once.
+
+        Args:
+            refs: image tags (kept in the archive, so a load restores them).
+            chunk_size: bytes per chunk.
+
+        Yields:
+            The archive, chunk by chunk (nothing is held in memory).
+
+        Raises:
+            EngineError: an image is missing, or the engine failed during the export.
+        """
+        api = self.client.api
+        try:
+            # docker-py wraps only the one-image export; the engine's /images/get takes several names.
+            # No read timeout: the engine may prepare tens of GB before its first byte.
+            res = api._get(api._url("/images/get"), params={"names": list(refs)}, stream=True, timeout=None)
+            yield from api._stream_raw_result(res, chunk_size, False)  # raises for status
+        except docker.errors.APIError as e:
+            raise EngineError(f"the engine could not save {', '.join(refs)}: {_explain(e)}") from None
+        except requests.exceptions.RequestException as e:
+            raise EngineError(f"the engine stopped while saving {', '.join(refs)}: {e}") from None
+
+    def load_images(self, chunks: Iterable[bytes]) -> list[str]:
+        """``docker load`` a saved archive from a stream (sent as it is read, never held in memory).
+
+        Args:
+            chunks: the archive ``save_images`` made.
+
+        Returns:
+            What the engine says it loaded: tags, or ``sha256:...`` ids of untagged images.
+
+        Raises:
+            EngineError: the engine refused the archive (the message is its own).
+        """
+        api = self.client.api
+        loaded: list[str] = []
+        try:
+            # No read timeout: the engine answers only once it has unpacked everything (quiet), which takes
+            # minutes for images of tens of GB.
+            res = api._post(api._url("/images/load"), data=chunks, params={"quiet": True}, stream=True, timeout=None)
+            api._raise_for_status(res)
+            for chunk in api._stream_helper(res, decode=True):
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                    raise EngineError(f"the engine refused the images: {str(detail).strip()[:300]}")
+                m = re.match(r"^Loaded image(?: ID)?: (.+)$", str(chunk.get("stream", "")).strip())
+                if m:
+                    loaded.append(m[1])
+        except docker.errors.APIError as e:
+            raise EngineError(f"the engine refused the images: {_explain(e)}") from None
+        except requests.exceptions.RequestException as e:
+            raise EngineError(f"the engine stopped while loading images: {e}") from None
+        return loaded
+
+    def push_image(self, repository: str, tag: str,
+                   on_progress: Callable[[int, int], None] = lambda done, total: None) -> str:
+        """Push ``repository:tag`` to its registry (no credentials: a local or open registry).
+
+        Args:
+            repository: e.g. ``127.0.0.1:5000/team/matmul``.
+            tag: e.g. ``cpu-0.1.0``.
+            on_progress: called with (bytes done, bytes known so far) summed over layers.
+
+        Returns:
+            The manifest digest the registry stored, ``sha256:...``.
+
+        Raises:
+            EngineError: the registry or engine refused the push (the message is theirs).
+        """
+        return self._registry_stream("push", repository, tag, on_progress)
+
+    def pull_image(self, repository: str, tag: str,
+                   on_progress: Callable[[int, int], None] = lambda done, total: None) -> str:
+        """Pull ``repository:tag`` (no credentials); unlike :meth:`pull`, a failure says why.
+
+        Returns:
+            The manifest digest, ``sha256:...``.
+
+        Raises:
+            EngineError: the registry or engine refused the pull (the message is theirs).
+        """
+        return self._registry_stream("pull", repository, tag, on_progress)
+
+    def _registry_stream(self, action: str, repository: str, tag: str,
+                         on_progress: Callable[[int, int], None]) -> str:
+        layers: dict[str, tuple[int, int]] = {}
+        digest = ""
+        try:
+            call = self.client.api.push if action == "push" else self.client.api.pull
+            for chunk in call(repository, tag=tag, stream=True, decode=True):
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                    raise EngineError(f"{action} of {repository}:{tag} failed: {str(detail).strip()[:300]}")
+                detail = chunk.get("progressDetail") or {}
+                if chunk.get("id") and detail.get("total"):
+                    layers[chunk["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                    on_progress(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
+                aux = chunk.get("aux") or {}
+                status = str(chunk.get("status", ""))
+                m = re.search(r"sha256:[0-9a-f]{64}", str(aux.get("Digest") or ""))
+                m = m or (re.search(r"sha256:[0-9a-f]{64}", status) if status.startswith("Digest:") else None)
+                if m:
+                    digest = m[0]
+        except docker.errors.APIError as e:
+            raise EngineError(f"{action} of {repository}:{tag} failed: {_explain(e)}") from None
+        except requests.exceptions.RequestException as e:
+            raise EngineError(f"{action} of {repository}:{tag} failed: {e}") from None
+        if not digest:
+            raise EngineError(f"{action} of {repository}:{tag} ended without the registry's digest")
+        return digest

@@ -35,3 +35,7 @@ class RunError(MilaboxError):
 
 class ResultsError(MilaboxError):
     """A run folder or one of its files is missing or malformed."""
+
+
+class ShipError(MilaboxError):
+    """A bundle, results pack or registry transfer was refused (damaged, tampered with, incomplete) or cannot be made."""

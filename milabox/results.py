@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ MANIFEST_NAME = "manifest.json"
 RECORD_NAME = "record.json"
 EVENTS_NAME = "events.jsonl"
 LOG_NAME = "container.log"
+
+#: Event kinds no report, comparison or plot uses: ``load_run(path, SKIPPED_BY_REPORTS)`` reads faster.
+SKIPPED_BY_REPORTS = frozenset({"loss"})
 
 #: An attempt folder: ``r<repeat>-d<device>``, e.g. ``r0-d0`` or ``r2-dall``.
 ATTEMPT_DIR_RE = re.compile(r"^r(\d+)-d(.+)$")
@@ -149,6 +153,65 @@ class Attempt:
         peaks = [p for p in peaks if p is not None]
         return max(peaks) if peaks else None
 
+    @property
+    def rate_series(self) -> list[tuple[float, float]]:
+        """(time, value) of each ``rate`` event with a finite time and value, in file order."""
+        out = []
+        for ev in self.events:
+            if ev.kind == "rate" and ev.time is not None:
+                value = _number(ev.data.get("value"))
+                if value is not None:
+                    out.append((ev.time, value))
+        return out
+
+    @property
+    def process_span(self) -> tuple[float, float] | None:
+        """(time of the ``start`` event, time of the ``end`` event): the benchmark's own process time, if both exist."""
+        start = next((ev.time for ev in self.events if ev.kind == "start" and ev.time is not None), None)
+        end = next((ev.time for ev in reversed(self.events) if ev.kind == "end" and ev.time is not None), None)
+        return (start, end) if start is not None and end is not None and end >= start else None
+
+    @property
+    def measured_window(self) -> tuple[float, float] | None:
+        """Approximate (start, end) Unix times of the measured steps: the summary's ``seconds`` before the last
+        ``rate`` event (warm-up excluded). None without a summary or a rate event."""
+        summary = self.summary
+        seconds = _number(summary.data.get("seconds")) if summary is not None else None
+        if seconds is None or seconds <= 0:
+            return None
+        end = next((ev.time for ev in reversed(self.events) if ev.kind == "rate" and ev.time is not None), None)
+        return None if end is None else (end - seconds, end)
+
+    @property
+    def items(self) -> float | None:
+        """The summary's ``items`` (work measured, in the unit times seconds), if reported."""
+        ev = self.summary
+        return _number(ev.data.get("items")) if ev is not None else None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The ``meta`` event's fields (torch, device, threads, precision...), or {} if there is none."""
+        for ev in self.events:
+            if ev.kind == "meta":
+                return ev.data
+        return {}
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The container's environment, from the record's ``container_request`` ({} when not recorded)."""
+        request = self.record.raw.get("container_request")
+        env = request.get("environment") if isinstance(request, dict) else None
+        return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The benchmark's parameters as passed in ``MILABOX_CONFIG`` ({} when missing or not a JSON object)."""
+        try:
+            obj = json.loads(self.environment.get("MILABOX_CONFIG", ""))
+        except ValueError:
+            return {}
+        return obj if isinstance(obj, dict) else {}
+
 
 @dataclass
 class Run:
@@ -163,7 +226,7 @@ class Run:
 # Reading
 
 
-def load_run(path: str | os.PathLike[str]) -> Run:
+def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
     """Read a run folder: its manifest, and each ``<benchmark>/r<repeat>-d<device>/`` attempt.
 
     Files and folders that do not fit the layout are ignored. A missing ``events.jsonl`` gives an
@@ -171,6 +234,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
     Args:
         path: the run folder.
+        skip: event kinds not to read (see ``read_events``); reports pass ``SKIPPED_BY_REPORTS``.
 
     Returns:
         The Run, attempts sorted by benchmark folder, repeat, then device.
@@ -184,22 +248,27 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise ResultsError(f"{root}: not a run folder (no such directory)")
     manifest = read_manifest(root / MANIFEST_NAME)
     attempts: list[Attempt] = []
-    for bench_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    # os.scandir: the entry types come with the listing (no stat per entry); reports read thousands.
+    with os.scandir(root) as entries:
+        benches = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+    for bench in benches:
         found = []
-        for attempt_dir in bench_dir.iterdir():
-            m = ATTEMPT_DIR_RE.match(attempt_dir.name)
-            if m and attempt_dir.is_dir():
-                found.append((int(m.group(1)), m.group(2), attempt_dir))
+        with os.scandir(root / bench) as entries:
+            for entry in entries:
+                m = ATTEMPT_DIR_RE.match(entry.name)
+                if m and entry.is_dir():
+                    found.append((int(m.group(1)), m.group(2), entry.path))
         for _repeat, _device, attempt_dir in sorted(found, key=lambda t: (t[0], t[1])):
-            attempts.append(load_attempt(attempt_dir))
+            attempts.append(load_attempt(attempt_dir, skip))
     return Run(path=root, manifest=manifest, attempts=attempts)
 
 
-def load_attempt(path: str | os.PathLike[str]) -> Attempt:
+def load_attempt(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Attempt:
     """Read one attempt folder (its record.json and events.jsonl).
 
     Args:
         path: the attempt folder, e.g. ``RUN_DIR/bert-fp32/r0-d0``.
+        skip: event kinds not to read (see ``read_events``).
 
     Returns:
         The Attempt.
@@ -209,7 +278,7 @@ def load_attempt(path: str | os.PathLike[str]) -> Attempt:
     """
     folder = Path(path)
     record = read_record(folder / RECORD_NAME)
-    events, skipped = read_events(folder / EVENTS_NAME)
+    events, skipped = read_events(folder / EVENTS_NAME, skip)
     return Attempt(path=folder, record=record, events=events, skipped_lines=skipped)
 
 
@@ -295,7 +364,7 @@ def read_record(path: str | os.PathLike[str]) -> Record:
     )
 
 
-def read_events(path: str | os.PathLike[str]) -> tuple[list[Event], int]:
+def read_events(path: str | os.PathLike[str], skip: Collection[str] = ()) -> tuple[list[Event], int]:
     """Read an events.jsonl, tolerating what a killed or newer container may leave.
 
     Blank lines are skipped; lines that are not a JSON object with a string ``event`` (such as a
@@ -303,6 +372,8 @@ def read_events(path: str | os.PathLike[str]) -> tuple[list[Event], int]:
 
     Args:
         path: the events file. A missing file reads as no events.
+        skip: event kinds to leave out (e.g. ``loss``, one a step, which reports never use): lines the
+            runtime wrote for them are not even parsed.
 
     Returns:
         (events in file order, number of skipped lines).
@@ -318,7 +389,16 @@ def read_events(path: str | os.PathLike[str]) -> tuple[list[Event], int]:
     events: list[Event] = []
     skipped = 0
     # errors="replace": a cut-short last line may end inside a multi-byte character.
-    for line in raw.decode("utf-8", errors="replace").splitlines():
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    if skip:
+        # The runtime writes "event" first (json.dumps of a dict built in that order): drop those lines
+        # unparsed; any other layout is caught by the kind check below.
+        prefixes = tuple(f'{{"event": {json.dumps(kind)}' for kind in skip)
+        lines = [line for line in lines if not line.startswith(prefixes)]
+    fast = _read_events_fast(lines)
+    if fast is not None:
+        return ([ev for ev in fast if ev.kind not in skip] if skip else fast), 0
+    for line in lines:
         line = line.strip()
         if not line:
             continue
@@ -331,9 +411,29 @@ def read_events(path: str | os.PathLike[str]) -> tuple[list[Event], int]:
         if not isinstance(kind, str):
             skipped += 1
             continue
+        if kind in skip:
+            continue
         data = {k: v for k, v in obj.items() if k not in ("event", "time")}
         events.append(Event(kind=kind, time=_number(obj.get("time")), data=data))
     return events, skipped
+
+
+def _read_events_fast(lines: list[str]) -> list[Event] | None:
+    """The common case in one parse (reports read thousands of files): every line a JSON object with a
+    string ``event``, no blank line. None otherwise, so that the caller goes line by line."""
+    try:
+        objs = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        return None
+    if len(objs) != len(lines):  # a line cut short that happened to join its neighbour into valid JSON
+        return None
+    if not all(type(obj) is dict and type(obj.get("event")) is str for obj in objs):
+        return None
+    events = [Event(obj.pop("event"), obj.pop("time", None), obj) for obj in objs]
+    for ev in events:
+        if type(ev.time) is not float or not math.isfinite(ev.time):
+            ev.time = _number(ev.time)
+    return events
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,8 +457,26 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         OSError: the folder is missing or not writable.
         TypeError, ValueError: ``obj`` is not serializable as strict JSON (nothing is written).
     """
-    dest = Path(path)
     text = json.dumps(obj, indent=2, allow_nan=False) + "\n"  # serialize before touching disk
+    write_text_atomic(path, text)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) so that readers see either the old file or the complete new one.
+
+    Same method as ``write_json_atomic``: a temporary file in the same folder, fsync, ``os.replace``.
+
+    Args:
+        path: the destination file; its folder must exist.
+        text: the content.
+
+    Returns:
+        None.
+
+    Raises:
+        OSError: the folder is missing or not writable (nothing is left behind).
+    """
+    dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -7,6 +7,7 @@ cause instead of an exception. No container outlives its attempt.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
@@ -15,16 +16,20 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .benchmarks import Benchmark
 from .build import groups_of
 from .engine import CONTAINER_LABEL, BindMount, ContainerRequest, Engine, Exit
 from .errors import ConfigError, EngineError, RunError
-from .provenance import host_facts
+from .multinode import NodeSpec, judge, node_request
+from .provenance import PROVENANCE_NAME, host_facts
+from .provenance import collect as collect_provenance
 from .render import benchmark_tag
 from .results import EVENTS_NAME, FORMAT_VERSION, LOG_NAME, MANIFEST_NAME, RECORD_NAME, read_events, write_json_atomic
+from .stats import sem_pct_of
+from .telemetry import TELEMETRY_NAME, Telemetry
 from .vendors import Vendor
 
 RESULTS_MOUNT = "/results"
@@ -37,20 +42,29 @@ class RunOptions:
     Attributes:
         size: ``smoke`` (seconds, any CPU) or ``full`` (sized for an 80 GB accelerator).
         repeat: attempts per benchmark and device (default 1).
+        until_sem_pct: stop repeating a benchmark once the sem% of its attempt rates is below this (at least
+            two successful attempts, at most ``repeat`` repeats); None: always ``repeat`` repeats.
         timeout_s: wall-clock limit per container; None: each benchmark's own (its size's ``timeout_s``).
         devices: device ids (``--devices 0,1``); None: one attempt with every device of the vendor.
         run_dir: the run folder to create; it must not exist or be empty.
         environment: extra variables for every container (e.g. ``OMP_NUM_THREADS``).
+        memory: memory limit per container, e.g. ``64g`` (empty: none).
         command: the command line, recorded in the manifest.
+        nodes: this node's place in a multi-node run (``--nodes``, or Slurm's variables); None: one node.
+        telemetry_interval_s: seconds between telemetry samples while a container runs; 0: no sampling.
     """
 
     size: str = "smoke"
     repeat: int = 1
+    until_sem_pct: float | None = None
     timeout_s: float | None = None
     devices: tuple[str, ...] | None = None
     run_dir: Path = Path("runs")
     environment: dict[str, str] = field(default_factory=dict)
+    memory: str = ""
     command: tuple[str, ...] = ()
+    nodes: NodeSpec | None = None
+    telemetry_interval_s: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ class RunReporter:
     def attempt_started(self, index: int, total: int, attempt: Attempt) -> None: ...
     def attempt_ended(self, index: int, total: int, attempt: Attempt, record: dict) -> None: ...
     def skipped(self, benchmark: Benchmark, why: str) -> None: ...
+    def planned(self, attempts: Sequence[Attempt]) -> None: ...
+    def repeats_skipped(self, benchmark: Benchmark, repeats: int, sem_pct: float, skipped: int) -> None: ...
 
 
 def _now() -> str:
@@ -87,10 +103,12 @@ def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunO
     """Expand benchmarks into attempts: repeats × devices (per_device) or repeats (all_devices).
 
     Raises:
-        ConfigError: devices were selected for a vendor that has none to select.
+        ConfigError: devices were selected for a vendor that has none to select, or until_sem_pct is not > 0.
     """
     if options.devices and vendor.device_selection == "none":
         raise ConfigError(f"--devices: vendor {vendor.name} has no selectable devices; leave --devices out")
+    if options.until_sem_pct is not None and not options.until_sem_pct > 0:
+        raise ConfigError(f"--until-sem: must be a percentage > 0, not {options.until_sem_pct!r}")
     attempts = []
     for bench in benchmarks:
         if not bench.supports(vendor.name):
@@ -120,7 +138,8 @@ def _device_owner_gids(paths: Sequence[str]) -> list[str]:
 
 
 def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir: Path, size: str,
-                      environment: dict[str, str] | None = None, run_name: str = "") -> ContainerRequest:
+                      environment: dict[str, str] | None = None, run_name: str = "",
+                      memory: str = "") -> ContainerRequest:
     """The exact container request for one attempt: passthrough from the vendor's data, nothing else writable.
 
     Args:
@@ -131,6 +150,7 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
         size: ``smoke`` or ``full``.
         environment: extra variables.
         run_name: the run folder's name, recorded as a label.
+        memory: memory limit (empty: none).
 
     Returns:
         The request.
@@ -152,6 +172,7 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
         gpu_ids=attempt.devices if vendor.device_selection == "device_requests" else (),
         group_add=tuple(groups), security_opt=pt.security_opt, ipc_mode=pt.ipc_mode, shm_size=pt.shm_size,
         labels={CONTAINER_LABEL: bench.name, "milabox.run": run_name, "milabox.attempt": attempt.folder},
+        memory=memory,
     )
 
 
@@ -209,9 +230,31 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def attempt_request(attempt: Attempt, vendor: Vendor, image: str, run_dir: Path, options: RunOptions) -> ContainerRequest:
+    """The container request of one attempt of a run (what :func:`run_attempt` creates, and provenance records).
+
+    Args:
+        attempt: the attempt.
+        vendor: the vendor.
+        image: image reference.
+        run_dir: the run folder (the attempt's folder is mounted as ``/results``).
+        options: the run's options.
+
+    Returns:
+        The request.
+    """
+    request = container_request(attempt, vendor, image, run_dir / attempt.folder, options.size, options.environment,
+                                run_dir.name, options.memory)
+    if options.nodes is not None:  # one container per node, joined over the host network
+        request = node_request(request, options.nodes, vendor, attempt.devices)
+    return request
+
+
 def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[str, str], run_dir: Path,
-                options: RunOptions) -> dict:
+                options: RunOptions, telemetry: Telemetry | None = None) -> dict:
     """Run one container to its end and write its record. Never raises for a benchmark failure.
+
+    With ``telemetry``, its sampler writes ``telemetry.jsonl`` from just before the container starts until it ends.
 
     Returns:
         The record written to ``record.json``.
@@ -223,21 +266,26 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
     folder.mkdir(parents=True)
     bench = attempt.benchmark
     timeout = options.timeout_s or bench.timeout_s(options.size)
-    request = container_request(attempt, vendor, image[0], folder, options.size, options.environment, run_dir.name)
+    request = attempt_request(attempt, vendor, image[0], run_dir, options)
+    sampler = (telemetry or Telemetry([])).sampler(folder / TELEMETRY_NAME, options.telemetry_interval_s,
+                                                   attempt.devices)
     started, t0 = _now(), time.monotonic()
     exit, status, cause, rate = Exit(code=None), "failed", None, None
     record = {
         "format": FORMAT_VERSION, "benchmark": bench.name, "group": bench.group, "repeat": attempt.repeat,
         "device": attempt.device_label, "plan": bench.plan, "unit": bench.unit, "weight": bench.weight,
         "size": options.size, "image": image[0], "image_id": image[1], "timeout_s": timeout,
-        "container_request": request.to_dict(), "started": started,
+        "container_request": request.to_dict(), "reproduce": request.docker_run_command(), "started": started,
     }
+    if options.nodes is not None:
+        record["multinode"] = options.nodes.to_dict()
     # Written first and replaced at the end: if the host itself dies, the attempt still reads as failed.
     write_json_atomic(folder / RECORD_NAME, {**record, "status": "running",
                                              "cause": "the host process stopped during this attempt"})
     try:
         with open(folder / LOG_NAME, "wb") as log, engine.container(request) as container:
             try:
+                sampler.start()
                 container.start(log)
                 exit = container.wait(timeout)
             except EngineError as e:
@@ -247,6 +295,7 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
             finally:
                 previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
                 try:
+                    sampler.stop()  # with Ctrl-C ignored, like the removal: no sampling thread outlives its attempt
                     container.remove()
                 finally:
                     if previous is not None:
@@ -257,6 +306,8 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
         exit = Exit(code=None, interrupted=True)
     if cause is None:
         status, cause, rate = classify(exit, folder / EVENTS_NAME, folder / LOG_NAME, timeout)
+        if options.nodes is not None:  # only node rank 0 reports the rate
+            status, cause, rate = judge(options.nodes, exit, status, cause, rate)
     record.update(status=status, cause=cause, rate=rate, exit_code=exit.code, timed_out=exit.timed_out,
                   oom_killed=exit.oom_killed, wall_s=round(time.monotonic() - t0, 3), ended=_now())
     write_json_atomic(folder / RECORD_NAME, record)
@@ -294,7 +345,8 @@ def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options
         info = engine.image(tag)
         if info is None:
             raise RunError(f"image {tag} is not built; run `milabox build {group} --vendor {vendor.name}`")
-        images[group] = (tag, info.id)
+        # After a push or pull the image has a registry digest: start and record it by that exact reference.
+        images[group] = (info.digest_ref or tag, info.id)
     run_dir = options.run_dir
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunError(f"run folder {run_dir} already holds results; choose another --run-dir")
@@ -303,22 +355,51 @@ def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options
         "format": FORMAT_VERSION, **host_facts(), "vendor": vendor.name, "size": options.size,
         "command": list(options.command or sys.argv), "benchmarks": list(dict.fromkeys(a.benchmark.name
                                                                                        for a in attempts)),
-        "repeat": options.repeat, "devices": list(options.devices or ["all"]),
-        "images": {g: {"tag": t, "id": i} for g, (t, i) in images.items()},
+        "repeat": options.repeat, "until_sem_pct": options.until_sem_pct,
+        "devices": list(options.devices or ["all"]),
+        "images": {g: {"tag": benchmark_tag(g, vendor), "id": i, "ref": r} for g, (r, i) in images.items()},
         "started": _now(), "ended": None, "status": "running",
     }
     write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    # Opened once per run: a missing library or device warns once, not once per attempt.
+    telemetry = Telemetry.open(vendor.telemetry, options.devices,
+                               **({} if options.telemetry_interval_s > 0 else {"on_warning": lambda m: None}))
+    write_json_atomic(run_dir / PROVENANCE_NAME, collect_provenance(
+        engine, images={g: r for g, (r, _) in images.items()}, telemetry=telemetry, command=manifest["command"],
+        attempts=[(a.folder, attempt_request(a, vendor, images[a.benchmark.group][0], run_dir, options))
+                  for a in attempts],
+        settings={"vendor": vendor.name, **json.loads(json.dumps(asdict(options), default=str))}))
     status = "complete"
-    with _SigtermAsInterrupt():
-        for index, attempt in enumerate(attempts, 1):
-            reporter.attempt_started(index, len(attempts), attempt)
+    rates: dict[str, list[float]] = {}  # successful attempt rates so far, per benchmark (--until-sem)
+    settled: set[str] = set()  # benchmarks whose sem% went below --until-sem: their other repeats are skipped
+    total, index = len(attempts), 0
+    reporter.planned(attempts)
+    with _SigtermAsInterrupt(), contextlib.closing(telemetry):
+        for position, attempt in enumerate(attempts):
+            name = attempt.benchmark.name
+            if name in settled:
+                continue
+            index += 1
+            reporter.attempt_started(index, total, attempt)
             try:
-                record = run_attempt(engine, attempt, vendor, images[attempt.benchmark.group], run_dir, options)
+                record = run_attempt(engine, attempt, vendor, images[attempt.benchmark.group], run_dir, options,
+                                     telemetry)
             except KeyboardInterrupt:
                 status = "interrupted"
-                reporter.attempt_ended(index, len(attempts), attempt, {"status": "interrupted"})
+                reporter.attempt_ended(index, total, attempt, {"status": "interrupted"})
                 break
-            reporter.attempt_ended(index, len(attempts), attempt, record)
+            reporter.attempt_ended(index, total, attempt, record)
+            if record.get("status") == "ok" and record.get("rate"):
+                rates.setdefault(name, []).append(record["rate"])
+            rest = [a for a in attempts[position + 1:] if a.benchmark.name == name]
+            # Judge only once every device of this repeat has run, and only if repeats remain.
+            if options.until_sem_pct is None or not rest or rest[0].repeat == attempt.repeat:
+                continue
+            sem = sem_pct_of(rates.get(name, []))
+            if sem is not None and sem < options.until_sem_pct:
+                settled.add(name)
+                total -= len(rest)
+                reporter.repeats_skipped(attempt.benchmark, attempt.repeat + 1, sem, len(rest))
     manifest.update(ended=_now(), status=status)
     write_json_atomic(run_dir / MANIFEST_NAME, manifest)
     return run_dir

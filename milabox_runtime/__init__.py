@@ -20,12 +20,17 @@ Typical benchmark::
 
     if __name__ == "__main__":
         mr.main(bench)          # exits 0 only if a rate was measured and nothing failed
+
+A benchmark spanning several devices (plan ``all_devices``) calls
+``mr.distributed.launch_if_needed()`` first in ``__main__`` (torchrun, one process a device) and
+``mr.distributed.init_process_group(run)`` in its body; only global rank 0 writes events.
 """
 
+from . import distributed
 from .errors import BenchmarkFailure, NonFiniteLoss, NoRate, Terminated
 from .events import EVENTS_NAME
 from .precision import PRECISIONS
 from .run import LOOP_DEFAULTS, Run, main
 
 __all__ = ["EVENTS_NAME", "LOOP_DEFAULTS", "PRECISIONS", "BenchmarkFailure", "NoRate",
-           "NonFiniteLoss", "Run", "Terminated", "main"]
+           "NonFiniteLoss", "Run", "Terminated", "distributed", "main"]

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, NoReturn, Self
 
 from . import device as _dev
+from . import distributed as _dist
 from . import precision as _prec
 from .errors import NonFiniteLoss, NoRate, Terminated
 from .events import EventWriter
@@ -44,16 +45,31 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
+class _NoWriter:
+    """What ranks other than 0 write: nothing (rank 0 speaks for the whole job)."""
+
+    def write(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Run:
     """One benchmark run: loop control, timing, validity gates and the events file.
 
     Use as a context manager: entering writes ``start`` and ``meta``; leaving writes ``memory``,
     ``summary`` (only on success) and ``end``.
+
+    In a job of several processes (torchrun) only global rank 0 writes events; the other ranks run
+    the same loop and still fail (raise) on their own errors. Item counts are the job's: pass the
+    global batch (per-rank batch x world size) to :meth:`steps`.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None,
                  results_dir: str | os.PathLike[str] = ".", device: str | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> None:
+                 defaults: Mapping[str, Any] | None = None, rank: int = 0, world_size: int = 1,
+                 nnodes: int = 1) -> None:
         """Prepare a run; nothing is written until it is entered.
 
         Args:
@@ -61,10 +77,17 @@ class Run:
             results_dir: folder that receives events.jsonl.
             device: "cpu", "cuda" or "xpu" to force a device; None auto-detects.
             defaults: values for keys the config lacks (benchmark-specific defaults, e.g. unit).
+            rank: this process' global rank; only rank 0 writes events.
+            world_size: processes in the job.
+            nnodes: nodes in the job.
 
         Raises:
-            ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0) or precision.
+            ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0), precision,
+                or rank/world_size/nnodes.
         """
+        if not (0 <= rank < world_size) or nnodes < 1 or nnodes > world_size:
+            raise ValueError(f"invalid layout: rank {rank}, world_size {world_size}, nnodes {nnodes}")
+        self.rank, self.world_size, self.nnodes = rank, world_size, nnodes
         cfg = {**LOOP_DEFAULTS, **(defaults or {}), **(config or {})}
         self.warmup = _count(cfg, "warmup", 0)
         self.num_steps = _count(cfg, "steps", 1)
@@ -78,7 +101,7 @@ class Run:
         self._forced_device = device
         self._device_type: str | None = None
         self._device: Any = None
-        self._writer: EventWriter | None = None
+        self._writer: EventWriter | _NoWriter | None = None
         self._entered = False
         self._step: int | None = None  # the step in progress, None outside one
         self._step_items: float | None = None  # set by items() for the step in progress
@@ -92,7 +115,10 @@ class Run:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
                  defaults: Mapping[str, Any] | None = None) -> Run:
-        """Build a run from MILABOX_CONFIG, MILABOX_RESULTS and MILABOX_DEVICE.
+        """Build a run from MILABOX_CONFIG, MILABOX_RESULTS, MILABOX_DEVICE and torchrun's variables.
+
+        RANK, WORLD_SIZE and GROUP_WORLD_SIZE (nodes), set by torchrun, make the run rank-aware;
+        without them it is a single process.
 
         Args:
             environ: the environment to read (default: os.environ).
@@ -102,10 +128,11 @@ class Run:
             A Run, not yet entered.
 
         Raises:
-            ValueError: MILABOX_CONFIG is not valid JSON, or its values are invalid.
+            ValueError: MILABOX_CONFIG is not valid JSON, or its values (or torchrun's) are invalid.
             TypeError: MILABOX_CONFIG is JSON but not an object.
         """
         env = os.environ if environ is None else environ
+        rank, world_size, _, nnodes = _dist.world(env)
         raw = env.get("MILABOX_CONFIG", "").strip()
         try:
             config = json.loads(raw) if raw else {}
@@ -114,7 +141,8 @@ class Run:
         if not isinstance(config, dict):
             raise TypeError(f"MILABOX_CONFIG must be a JSON object, not {type(config).__name__}")
         return cls(config=config, results_dir=env.get("MILABOX_RESULTS") or ".",
-                   device=env.get("MILABOX_DEVICE") or None, defaults=defaults)
+                   device=env.get("MILABOX_DEVICE") or None, defaults=defaults, rank=rank,
+                   world_size=world_size, nnodes=nnodes)
 
     # --- device and precision ------------------------------------------------------------------
 
@@ -173,7 +201,7 @@ class Run:
         if self._entered:
             raise RuntimeError("a Run can be entered only once")
         self._entered = True
-        self._writer = EventWriter(self.results_dir)
+        self._writer = EventWriter(self.results_dir) if self.rank == 0 else _NoWriter()
         cfg = self.config
         self._write("start", benchmark=cfg.get("benchmark"), size=cfg.get("size"), pid=os.getpid(),
                     group=cfg.get("group"))
@@ -205,6 +233,8 @@ class Run:
             "precision": self.precision,
             "cuda": getattr(getattr(torch, "version", None), "cuda", None),
             "hip": getattr(getattr(torch, "version", None), "hip", None),
+            "world_size": self.world_size,
+            "nnodes": self.nnodes,
         }
 
     def _finish(self, exc: BaseException | None) -> None:
@@ -229,7 +259,7 @@ class Run:
         self._write("end", status=status, error=error)
         if self._writer is not None:
             self._writer.close()
-        if status == "ok":
+        if status == "ok" and self.rank == 0:
             print(f"milabox_runtime: {self.config.get('benchmark')}: "
                   f"{self.measured_items / self.measured_seconds:.4g} {self.unit} over "
                   f"{self.measured_steps} steps ({self.measured_seconds:.3g} s)", flush=True)
@@ -272,7 +302,10 @@ class Run:
                 self._items_of_step(items)  # validate now rather than after the warm-up
                 self.warmup_steps += 1
             for step in range(self.num_steps):
-                if self.measured_seconds >= self.max_seconds:
+                over = self.measured_seconds >= self.max_seconds
+                if self.world_size > 1:  # every rank must stop at the same step: rank 0 decides
+                    over = _dist.agree_with_rank0(over, self)
+                if over:
                     self._stopped_by = "max_seconds"
                     break
                 self._begin(step)

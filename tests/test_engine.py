@@ -129,7 +129,8 @@ def broken_benchmarks(engine, cpu_images, benchmarks_copy, tmp_path):
     _add_benchmark(benchmarks_copy, "crash", 'raise SystemExit("planted failure: tensor shapes disagree")\n')
     _add_benchmark(benchmarks_copy, "hang", "import time\ntime.sleep(3600)\n", timeout_s=5)
     _add_benchmark(benchmarks_copy, "norate", 'print("finished without measuring")\n')
-    _build(engine, ["crash", "hang", "norate"], tmp_path / "logs")
+    _add_benchmark(benchmarks_copy, "hog", "hoard = []\nwhile True:\n    hoard.append(bytearray(2**24))\n")
+    _build(engine, ["crash", "hang", "norate", "hog"], tmp_path / "logs")
     return benchmarks_copy
 
 
@@ -149,6 +150,29 @@ def test_failed_benchmarks_are_recorded_and_the_suite_goes_on(engine, broken_ben
     text = format_report(summary, "table")
     assert "planted failure" in text and "timed out" in text
     assert _no_milabox_containers(engine)
+
+
+def test_out_of_memory_is_recorded_as_such(engine, broken_benchmarks, tmp_path):
+    folder = run(engine, select(["hog"], all_benchmarks()), CPU,
+                 RunOptions(size="smoke", run_dir=tmp_path / "run", memory="96m"))
+    record = json.loads((folder / "hog" / "r0-dall" / "record.json").read_text())
+    assert record["status"] == "failed" and record["oom_killed"]
+    assert record["cause"] == "out of memory (OOM-killed)"
+    assert record["container_request"]["memory"] == "96m"
+    assert _no_milabox_containers(engine)
+
+
+def test_failed_build_step_names_the_image_step_and_log(engine, cpu_images, vendors_copy, tmp_path):
+    from milabox.build import build_runtime
+    from milabox.errors import BuildError
+    path = vendors_copy / "cpu.toml"
+    path.write_text(path.read_text().replace('"ca-certificates"]', '"ca-certificates", "no-such-package-milabox"]'))
+    with pytest.raises(BuildError) as err:
+        build_runtime(engine, get_vendor("cpu"), discover(), Recorder(), tmp_path, tag="milabox-test/broken:cpu")
+    message = str(err.value)
+    assert "build of runtime (milabox-test/broken:cpu) failed at step" in message
+    assert "RUN apt-get update" in message and "no-such-package-milabox" in Path(message.split("full log: ")[1]).read_text()
+    assert "\n" not in message and engine.image("milabox-test/broken:cpu") is None
 
 
 def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, broken_benchmarks, tmp_path):

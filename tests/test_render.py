@@ -62,16 +62,18 @@ def test_no_golden_file_is_stale():
     assert {p.name for p in GOLDEN.glob("*.Dockerfile")} == set(RENDERINGS)
 
 
-def test_benchmark_image_puts_requirements_before_code():
+def test_benchmark_image_adds_only_code_on_the_runtime_image():
     text = RENDERINGS["bert-rocm.Dockerfile"]
-    assert text.index("requirements.txt") < text.index("COPY benchmark/")
-    assert "FROM milabox/runtime:rocm-" in text
+    assert "FROM milabox/runtime:rocm-" in text and "COPY benchmark/" in text
+    assert "pip install" not in text  # dependencies come from the runtime image's joint lock
 
 
-def test_runtime_image_uses_vendor_index_without_wheelhouse_and_wheel_with_one():
-    assert "--extra-index-url https://download.pytorch.org/whl/rocm" in RENDERINGS["runtime-rocm.Dockerfile"]
+def test_runtime_image_installs_the_hashed_lock_from_the_vendor_index_or_a_wheelhouse():
+    rocm = RENDERINGS["runtime-rocm.Dockerfile"]
+    assert "--require-hashes -r /opt/milabox/requirements.lock" in rocm
+    assert "--extra-index-url https://download.pytorch.org/whl/rocm" in rocm
     with_wheel = RENDERINGS["runtime-cpu-wheelhouse.Dockerfile"]
-    assert "--find-links /opt/milabox/wheelhouse torch==2.13.0+cpu" in with_wheel
+    assert "--find-links /opt/milabox/wheelhouse" in with_wheel and "COPY wheelhouse/" in with_wheel
     assert "FROM local/base:1" in with_wheel and "ca-bundle.crt" not in with_wheel
     assert "COPY ca-bundle.crt" in RENDERINGS["runtime-cpu.Dockerfile"]
 

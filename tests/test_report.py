@@ -13,128 +13,11 @@ import math
 import os
 
 import pytest
+from runfolders import T0, write_attempt, write_manifest, write_telemetry
 
 from milabox.errors import MilaboxError, ResultsError
-from milabox.report import COLUMNS, FORMATS, format_report, summarize
-from milabox.results import load_run, write_json_atomic
-
-T0 = 1_700_000_000.0
-
-
-# ------------------------------------------------------------------------------------------
-# Helpers writing run folders
-
-
-def write_manifest(run_dir, benchmarks, **extra):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {
-        "format": 1,
-        "milabox_version": "0.1.0",
-        "source_commit": "abc123",
-        "host": "node1",
-        "vendor": "cpu",
-        "size": "smoke",
-        "command": ["milabox", "run"],
-        "benchmarks": benchmarks,
-        "repeat": 1,
-        "devices": ["0"],
-        "images": {},
-        "started": "2026-11-24T10:00:00+00:00",
-        "ended": "2026-11-24T10:01:00+00:00",
-        "status": "complete",
-    }
-    manifest.update(extra)
-    (run_dir / "manifest.json").write_text(json.dumps(manifest))
-    return run_dir
-
-
-def write_attempt(
-    run_dir,
-    bench,
-    repeat=0,
-    device="0",
-    *,
-    status="ok",
-    rate=None,
-    steps=(),
-    peak_mb=None,
-    plan="per_device",
-    unit="items/s",
-    weight=1.0,
-    cause=None,
-    extra_lines=(),
-    tail=None,
-    record_text=None,
-):
-    """One attempt folder with a record.json and an events.jsonl like the runtime writes.
-
-    rate: the summary rate (no summary event when None). steps: per-step rates.
-    extra_lines: raw lines appended after the known events. tail: raw text appended last,
-    with no newline (a line cut short). record_text: raw record.json content instead.
-    """
-    folder = run_dir / bench / f"r{repeat}-d{device}"
-    folder.mkdir(parents=True)
-    events = [
-        {"event": "start", "time": T0, "benchmark": bench, "size": "smoke", "pid": 1},
-        {
-            "event": "meta",
-            "time": T0,
-            "torch": "2.5",
-            "device": {"type": "cpu", "name": "x", "count": 1},
-            "python": "3.11",
-            "hostname": "h",
-            "threads": 4,
-            "precision": "fp32",
-        },
-    ]
-    for i, value in enumerate(steps):
-        events.append({"event": "rate", "time": T0 + i, "step": i, "value": value, "unit": unit})
-        events.append({"event": "loss", "time": T0 + i, "step": i, "value": 1.0 / (i + 1)})
-    if peak_mb is not None:
-        events.append({"event": "memory", "time": T0 + 10, "peak_mb": peak_mb})
-    if rate is not None:
-        events.append(
-            {
-                "event": "summary",
-                "time": T0 + 11,
-                "rate": rate,
-                "unit": unit,
-                "items": 100,
-                "seconds": 100 / rate,
-                "steps": len(steps),
-                "warmup": 2,
-            }
-        )
-    events.append({"event": "end", "time": T0 + 12, "status": "ok" if status == "ok" else "failed", "error": cause})
-    text = "".join(json.dumps(e) + "\n" for e in events)
-    text += "".join(line + "\n" for line in extra_lines)
-    if tail is not None:
-        text += tail
-    (folder / "events.jsonl").write_text(text)
-    (folder / "container.log").write_text("log\n")
-    record = {
-        "format": 1,
-        "benchmark": bench,
-        "group": bench.split("-")[0],
-        "repeat": repeat,
-        "device": device,
-        "plan": plan,
-        "unit": unit,
-        "weight": weight,
-        "size": "smoke",
-        "image": "milabox/x:cpu-0.1.0",
-        "image_id": "sha256:0",
-        "status": status,
-        "cause": cause,
-        "exit_code": 0 if status == "ok" else 1,
-        "timed_out": False,
-        "oom_killed": False,
-        "wall_s": 12.3,
-        "started": "2026-11-24T10:00:00+00:00",
-        "ended": "2026-11-24T10:00:12+00:00",
-    }
-    (folder / "record.json").write_text(record_text if record_text is not None else json.dumps(record))
-    return folder
+from milabox.report import COLUMNS, CSV_COLUMNS, FORMATS, format_report, summarize
+from milabox.results import SKIPPED_BY_REPORTS, load_run, write_json_atomic
 
 
 def bench_row(summary, name):
@@ -422,15 +305,17 @@ def test_table_and_markdown_render(mixed_summary):
     assert "incomplete: broken" in md.rstrip("\n").splitlines()[-1]
 
 
-def test_json_has_exactly_the_keys(mixed_summary):
+def test_json_has_the_core_keys_first(mixed_summary):
+    # Format 2 (docs/report-schema.md): the core keys, in this order, then plan, devices, stats, energy, ratio.
     doc = json.loads(format_report(mixed_summary, "json"))
-    assert doc["format"] == 1
+    assert doc["format"] == 2
     assert {"benchmarks", "score", "failure_rate", "incomplete", "format"} <= set(doc)
     assert doc["incomplete"] == ["broken"]
     assert doc["failure_rate"] == pytest.approx(0.25)
     for obj in doc["benchmarks"]:
-        assert list(obj) == list(COLUMNS)
-        assert set(obj) == {
+        assert list(obj)[: len(COLUMNS)] == list(COLUMNS)
+        assert list(obj)[len(COLUMNS):] == ["plan", "devices", "stats", "energy", "ratio", "baseline_perf"]
+        assert set(list(obj)[: len(COLUMNS)]) == {
             "name",
             "n",
             "fail",
@@ -451,7 +336,11 @@ def test_json_has_exactly_the_keys(mixed_summary):
 def test_csv_parses_back(mixed_summary):
     rows = list(csv.DictReader(io.StringIO(format_report(mixed_summary, "csv"))))
     assert [r["name"] for r in rows] == ["fast", "slow", "broken"]
-    assert list(rows[0]) == list(COLUMNS)
+    assert list(rows[0])[: len(COLUMNS)] == list(COLUMNS)  # the core columns first, then the details
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    # slow: one attempt, steps 12, 12.5, 12.6 -> median 12.5
+    assert float(rows[1]["median"]) == pytest.approx(12.5) and rows[1]["stats_source"] == "steps"
+    assert rows[2]["median"] == "" and rows[2]["ratio"] == ""
     assert float(rows[1]["perf"]) == pytest.approx(12.3456)
     assert rows[1]["unit"] == "tokens/s"
     assert rows[2]["perf"] == "" and rows[2]["fail"] == "1" and float(rows[2]["score"]) == 0
@@ -483,3 +372,190 @@ def test_write_json_atomic(tmp_path):
         write_json_atomic(target, {"a": float("nan")})
     assert json.loads(target.read_text()) == {"a": 2, "b": [1, 2]}  # old content intact
     assert os.listdir(tmp_path) == ["record.json"]
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics, baseline, energy (format 2)
+
+# Student t quantiles from printed tables (two-sided 95 %): df = 2 and df = 3.
+T_975_DF2 = 4.302652729749464
+T_975_DF3 = 3.182446305284263
+
+
+def test_stats_over_attempts_mean_median_std_sem_ci(tmp_path):
+    run = write_manifest(tmp_path / "run", ["m"])
+    for repeat, rate in enumerate([100.0, 110.0, 90.0]):
+        write_attempt(run, "m", repeat, "0", rate=rate, steps=[1.0, 500.0])  # steps ignored: k >= 2 attempts
+    row = bench_row(summarize(load_run(run)), "m")
+    s = row.stats
+    assert s.source == "attempts" and s.n == 3
+    assert (s.mean, s.median) == (pytest.approx(100.0), 100.0)
+    assert s.std == pytest.approx(10.0) and s.sem == pytest.approx(10 / math.sqrt(3))
+    half = T_975_DF2 * 10 / math.sqrt(3)  # 24.84
+    assert (s.ci_low, s.ci_high) == (pytest.approx(100 - half), pytest.approx(100 + half))
+    assert row.sem_pct == pytest.approx(100 * 10 / math.sqrt(3) / 100)
+    table = format_report(summarize(load_run(run)), "table")
+    assert "[75.16, 124.8]" in table  # the 95 % interval, 4 significant digits
+    doc = json.loads(format_report(summarize(load_run(run)), "json"))
+    stats = doc["benchmarks"][0]["stats"]
+    assert stats["source"] == "attempts" and stats["n"] == 3 and stats["median"] == 100.0
+    assert stats["ci95"] == [pytest.approx(100 - half), pytest.approx(100 + half)] and stats["confidence"] == 0.95
+
+
+def test_stats_of_one_attempt_are_over_its_steps(tmp_path):
+    run = write_manifest(tmp_path / "run", ["s"])
+    write_attempt(run, "s", rate=11.0, steps=[10.0, 12.0, 14.0, 8.0])
+    s = bench_row(summarize(load_run(run)), "s").stats
+    # mean 11, median 11, deviations -1 1 3 -3: variance 20/3
+    assert s.source == "steps" and s.n == 4 and s.median == 11.0
+    assert s.std == pytest.approx(math.sqrt(20 / 3))
+    half = T_975_DF3 * math.sqrt(20 / 3) / 2
+    assert (s.ci_low, s.ci_high) == (pytest.approx(11 - half), pytest.approx(11 + half))
+
+
+def test_baseline_ratios_and_suite_geomean_of_ratios(tmp_path):
+    base = write_manifest(tmp_path / "base", ["a", "b", "c", "d"])
+    write_attempt(base, "a", rate=10.0, weight=1.0)
+    write_attempt(base, "b", rate=100.0, weight=3.0)
+    write_attempt(base, "c", rate=5.0, weight=1.0)  # never run in the new run
+    write_attempt(base, "d", rate=2.0, weight=0.0)
+    new = write_manifest(tmp_path / "new", ["a", "b", "d", "e"])
+    write_attempt(new, "a", rate=20.0, weight=1.0)
+    write_attempt(new, "b", rate=50.0, weight=3.0)
+    write_attempt(new, "d", rate=4.0, weight=0.0)
+    write_attempt(new, "e", rate=7.0, weight=1.0)  # not in the baseline
+    summary = summarize(load_run(new), summarize(load_run(base)), "base")
+
+    ratios = {b.name: b.ratio for b in summary.benchmarks}
+    assert ratios == {"a": pytest.approx(2.0), "b": pytest.approx(0.5), "d": pytest.approx(2.0), "e": None,
+                      "c": None}
+    assert [b.name for b in summary.benchmarks] == ["a", "b", "d", "e", "c"]
+    # (1 ln 2 + 3 ln 0.5) / 4 = -ln 2 / 2: the weightless d does not count
+    assert summary.baseline.score == pytest.approx(2 ** -0.5)
+    assert summary.baseline.incomplete == ["e", "c"]
+    assert summary.baseline.incomplete_reasons == {"e": "not in the baseline", "c": "not run"}
+    assert bench_row(summary, "c").weight == 1.0  # taken from the baseline
+    lines = format_report(summary, "table").rstrip("\n").splitlines()
+    assert lines[-2] == "Against baseline base: 0.707x (incomplete: e [not in the baseline], c [not run])"
+    assert "ratio" in format_report(summary, "table")
+    doc = json.loads(format_report(summary, "json"))
+    assert doc["baseline"]["score"] == pytest.approx(2 ** -0.5) and doc["baseline"]["label"] == "base"
+    assert doc["benchmarks"][0]["ratio"] == pytest.approx(2.0) and doc["benchmarks"][0]["baseline_perf"] == 10.0
+
+
+def test_baseline_ratio_counts_devices_and_failures(tmp_path):
+    base = write_manifest(tmp_path / "base", ["a"])
+    write_attempt(base, "a", 0, "0", rate=10.0)
+    new = write_manifest(tmp_path / "new", ["a"])
+    write_attempt(new, "a", 0, "0", rate=10.0)
+    write_attempt(new, "a", 0, "1", rate=10.0)
+    write_attempt(new, "a", 1, "0", rate=10.0)
+    write_attempt(new, "a", 1, "1", status="failed", cause="out of memory (OOM-killed)")
+    row = bench_row(summarize(load_run(new), summarize(load_run(base))), "a")
+    assert row.ratio == pytest.approx(10 * 2 * 0.75 / 10)  # two devices, one attempt in four failed
+
+
+def test_failed_benchmark_names_its_reason_in_the_score_line(tmp_path):
+    run = write_manifest(tmp_path / "run", ["ok", "broken"])
+    write_attempt(run, "ok", rate=3.0)
+    write_attempt(run, "broken", status="failed", cause="exit code 1")
+    summary = summarize(load_run(run))
+    assert summary.incomplete_reasons == {"broken": "all 1 attempt(s) failed"}
+    assert "incomplete: broken [all 1 attempt(s) failed]" in format_report(summary, "table")
+
+
+def test_energy_columns_from_telemetry(tmp_path):
+    run = write_manifest(tmp_path / "run", ["hot", "cold"])
+    # rate 10 -> summary seconds = 100 / 10 = 10; last step at T0 + 4: measured window [T0 - 6, T0 + 4]
+    hot = write_attempt(run, "hot", rate=10.0, steps=[10.0] * 5)
+    write_telemetry(hot, T0 - 20, T0 + 20, 200.0)
+    write_attempt(run, "cold", rate=5.0, steps=[5.0, 5.0])  # no telemetry.jsonl
+    summary = summarize(load_run(run))
+    e = bench_row(summary, "hot").energy
+    assert e.energy_kj == pytest.approx(200 * 10 / 1000)  # 10 s at 200 W
+    assert e.mean_power_w == pytest.approx(200.0)
+    assert e.items_per_j == pytest.approx(10 / 200)
+    assert e.attempts == 1 and e.source == "counter"
+    assert bench_row(summary, "cold").energy is None
+    table = format_report(summary, "table")
+    assert "energy kJ" in table and "power W" in table and "0.0500 items/J" in table
+    doc = json.loads(format_report(summary, "json"))
+    assert doc["benchmarks"][0]["energy"]["items_per_j"] == pytest.approx(0.05)
+    assert doc["benchmarks"][1]["energy"] is None
+    row = next(csv.DictReader(io.StringIO(format_report(summary, "csv"))))
+    assert float(row["mean_power_w"]) == pytest.approx(200.0)
+
+
+def test_energy_falls_back_to_the_whole_attempt_when_samples_miss_the_window(tmp_path):
+    run = write_manifest(tmp_path / "run", ["m"])
+    folder = write_attempt(run, "m", rate=10.0, steps=[10.0] * 5, unit="TFLOPS")
+    write_telemetry(folder, T0 + 5, T0 + 9, 50.0, counter=False)  # after the measured window
+    e = bench_row(summarize(load_run(run)), "m").energy
+    assert e.mean_power_w == pytest.approx(50.0) and e.source == "power"
+    assert e.energy_kj == pytest.approx(50 * 4 / 1000)
+    assert "TFLOP/J" in format_report(summarize(load_run(run)), "table")
+
+
+def test_no_energy_columns_without_telemetry(mixed_summary):
+    assert "energy kJ" not in format_report(mixed_summary, "table")
+    assert all(b["energy"] is None for b in json.loads(format_report(mixed_summary, "json"))["benchmarks"])
+
+
+def test_attempt_exposes_window_meta_config_environment(tmp_path):
+    run = write_manifest(tmp_path / "run", ["b"])
+    folder = write_attempt(run, "b", rate=10.0, steps=[10.0, 10.0, 10.0])
+    record = json.loads((folder / "record.json").read_text())
+    record["container_request"] = {"environment": {"MILABOX_CONFIG": '{"batch_size": 8}', "OMP_NUM_THREADS": "1"}}
+    (folder / "record.json").write_text(json.dumps(record))
+    (attempt,) = load_run(run).attempts
+    assert attempt.measured_window == (pytest.approx(T0 + 2 - 10), T0 + 2)
+    assert attempt.process_span == (T0, T0 + 12)
+    assert attempt.meta["threads"] == 4 and attempt.meta["precision"] == "fp32"
+    assert attempt.config == {"batch_size": 8}
+    assert attempt.environment["OMP_NUM_THREADS"] == "1"
+    assert attempt.rate_series == [(T0, 10.0), (T0 + 1, 10.0), (T0 + 2, 10.0)]
+
+
+def test_events_with_a_blank_line_read_the_same_as_without(tmp_path):
+    run = write_manifest(tmp_path / "run", ["b"])
+    folder = write_attempt(run, "b", rate=10.0, steps=[9.0, 11.0])
+    clean = [(e.kind, e.time, e.data) for e in load_run(run).attempts[0].events]
+    text = (folder / "events.jsonl").read_text()
+    (folder / "events.jsonl").write_text(text.replace("\n", "\n\n", 1))  # the slow, line-by-line path
+    assert [(e.kind, e.time, e.data) for e in load_run(run).attempts[0].events] == clean
+
+
+def test_sem_pct_of_matches_the_report(tmp_path):
+    from milabox.stats import sem_pct_of
+
+    assert sem_pct_of([5.0]) is None  # one attempt: no spread across repeats yet
+    assert sem_pct_of([100.0, 110.0, 90.0]) == pytest.approx(10 / math.sqrt(3))
+    # two rates a, b: sem% = |a - b| / (a + b) * 100
+    assert sem_pct_of([3.0, 1.0]) == pytest.approx(50.0)
+
+
+def test_t_quantile_table_matches_scipy():
+    from scipy.special import stdtrit
+
+    from milabox.stats import t_quantile
+
+    for df in range(1, 200):  # the table (1..120) and beyond it
+        assert t_quantile(df) == pytest.approx(float(stdtrit(df, 0.975)), rel=1e-13), df
+    assert t_quantile(4, 0.99) == pytest.approx(float(stdtrit(4, 0.995)), rel=1e-13)
+    assert t_quantile(2) == pytest.approx(T_975_DF2, rel=1e-13)
+
+
+def test_skipped_kinds_are_left_out_whatever_the_line_layout(tmp_path):
+    run = write_manifest(tmp_path / "run", ["b"])
+    write_attempt(run, "b", rate=10.0, steps=[9.0, 11.0],
+                  extra_lines=['{"time": 1.0, "event": "loss", "step": 5, "value": 0.5}'])  # "event" not first
+    full = load_run(run).attempts[0]
+    light = load_run(run, SKIPPED_BY_REPORTS).attempts[0]
+    assert [e.kind for e in full.events].count("loss") == 3
+    assert [e for e in full.events if e.kind != "loss"] == light.events
+    assert light.skipped_lines == 0 and light.rate == 10.0 and light.step_rates == [9.0, 11.0]
+    folder = run / "b" / "r0-d0"
+    with open(folder / "events.jsonl", "a") as fh:
+        fh.write('{"event": "rate", "time": 3')  # a cut last line: the slow path skips the loss lines too
+    light = load_run(run, SKIPPED_BY_REPORTS).attempts[0]
+    assert "loss" not in [e.kind for e in light.events] and light.skipped_lines == 1

@@ -328,3 +328,174 @@ def test_seed_and_device(tmp_path):
     with run:
         sleepy(run, 0)
     assert read_events(tmp_path)[1]["torch"] == torch.__version__
+
+
+# --- rank-aware runs and the torchrun launch (milabox_runtime.distributed) -------------------------
+
+
+def test_rank_other_than_0_writes_nothing_but_still_fails(tmp_path):
+    rank1 = mr.Run(config={"benchmark": "t", "warmup": 1, "steps": 3}, results_dir=tmp_path / "r1",
+                   device="cpu", rank=1, world_size=2, nnodes=1)
+    with rank1:
+        assert sleepy(rank1, 0) == [-1, 0, 1, 2]  # no process group: stops on its own count
+    assert rank1.measured_steps == 3 and not (tmp_path / "r1").exists()
+    with pytest.raises(mr.NoRate), mr.Run(config={"benchmark": "t"}, results_dir=tmp_path / "r1b",
+                                          device="cpu", rank=1, world_size=2):
+        pass
+    assert not (tmp_path / "r1b").exists()
+    with make_run(tmp_path / "r0", warmup=0, steps=1) as run:  # a single process says so in meta
+        sleepy(run, 0)
+    meta = read_events(tmp_path / "r0")[1]
+    assert (meta["world_size"], meta["nnodes"]) == (1, 1)
+
+
+def test_from_env_reads_torchrun_layout():
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "GROUP_WORLD_SIZE": "2", "MILABOX_DEVICE": "cpu"}
+    run = mr.Run.from_env(env)
+    assert (run.rank, run.world_size, run.nnodes) == (3, 4, 2)
+    assert mr.distributed.world(env) == (3, 4, 1, 2)
+    assert mr.distributed.world({}) == (0, 1, 0, 1)
+    for bad in ({"RANK": "4", "WORLD_SIZE": "4"}, {"WORLD_SIZE": "zero"}, {"RANK": "-1"}):
+        with pytest.raises(ValueError):
+            mr.Run.from_env(bad)
+    with pytest.raises(ValueError, match="invalid layout"):
+        mr.Run(rank=2, world_size=2)
+
+
+def test_torchrun_command_from_layout_variables():
+    cpu = {"MILABOX_DEVICE": "cpu", "MILABOX_CONFIG": json.dumps({"nproc": 3})}
+    cmd = mr.distributed.torchrun_command("/b/main.py", ["--x"], cpu)
+    assert cmd[:3] == [sys.executable, "-m", "torch.distributed.run"]
+    assert cmd[3:] == ["--nproc-per-node=3", "--nnodes=1", "--standalone", "--local-addr=127.0.0.1",
+                       "--max-restarts=0", "/b/main.py", "--x"]
+    nodes = {**cpu, "MILABOX_NNODES": "2", "MILABOX_NODE_RANK": "1", "MILABOX_MASTER_ADDR": "node0",
+             "MILABOX_MASTER_PORT": "29600", "MILABOX_NPROC_PER_NODE": "4"}
+    assert mr.distributed.torchrun_command("m.py", (), nodes)[3:-1] == [
+        "--nproc-per-node=4", "--nnodes=2", "--node-rank=1", "--master-addr=node0", "--master-port=29600",
+        "--max-restarts=0"]
+    assert mr.distributed.nproc_per_node({"MILABOX_DEVICE": "cpu"}) == 1  # no nproc in the config
+    for bad, match in [({"MILABOX_NNODES": "2"}, "needs MILABOX_MASTER_ADDR"),
+                       ({"MILABOX_NODE_RANK": "1"}, "below MILABOX_NNODES"),
+                       ({"MILABOX_MASTER_ADDR": "a", "MILABOX_MASTER_PORT": "70000"}, "TCP port"),
+                       ({"MILABOX_NPROC_PER_NODE": "0"}, "MILABOX_NPROC_PER_NODE"),
+                       ({"MILABOX_CONFIG": '{"nproc": 0}'}, "nproc")]:
+        with pytest.raises(ValueError, match=match):
+            mr.distributed.torchrun_command("m.py", (), {**cpu, **bad})
+    assert mr.distributed.backend_for("cpu", {}) == "gloo" and mr.distributed.backend_for("cuda", {}) == "nccl"
+    assert mr.distributed.backend_for("xpu", {}) == "xccl"
+    assert mr.distributed.backend_for("cpu", {"MILABOX_DIST_BACKEND": "NCCL"}) == "nccl"
+    with pytest.raises(ValueError, match="MILABOX_DIST_BACKEND"):
+        mr.distributed.backend_for("cpu", {"MILABOX_DIST_BACKEND": "mpi"})
+
+
+def test_launch_if_needed_returns_when_one_process_or_inside_torchrun():
+    # Returning (rather than exec'ing torchrun) is what lets these calls come back at all.
+    assert mr.distributed.launch_if_needed(["x.py"], {"MILABOX_DEVICE": "cpu"}) is None
+    many = {"MILABOX_DEVICE": "cpu", "MILABOX_NPROC_PER_NODE": "8"}
+    assert mr.distributed.launch_if_needed(["x.py"], {**many, "LOCAL_RANK": "0"}) is None
+
+
+DDP_SCRIPT = """
+import time
+import milabox_runtime as mr
+
+def bench(run):
+    import torch
+    import torch.distributed as dist
+    rank, world, _ = mr.distributed.init_process_group(run)
+    try:
+        mode, t = run.config["mode"], torch.ones(2)
+        if mode == "straggler" and rank == 1:
+            time.sleep(1.0)  # rank 0's first step waits for it in the all_reduce, rank 1's does not
+        for step in run.steps(items=2 * world):
+            if mode == "fail" and rank == 1 and step == 1:
+                raise RuntimeError("rank 1 broke")
+            dist.all_reduce(t)
+            run.loss(float(t[0]) / world ** (step + run.warmup + 1))  # 1.0 while the sum is right
+            time.sleep(0.01)
+    finally:
+        mr.distributed.destroy_process_group()
+
+if __name__ == "__main__":
+    mr.distributed.launch_if_needed()
+    mr.main(bench)
+"""
+
+
+def ddp_env(tmp_path: Path, mode: str, out: str = "out", **config) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MILABOX_", "TORCHELASTIC_")) and k not in (
+               "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_WORLD_SIZE", "MASTER_ADDR",
+               "MASTER_PORT")}
+    env.update(PYTHONPATH=str(ROOT), MILABOX_DEVICE="cpu", MILABOX_RESULTS=str(tmp_path / out),
+               MILABOX_CONFIG=json.dumps({"benchmark": "ddp", "mode": mode, "nproc": 2, **config}))
+    return env
+
+
+def ddp_script(tmp_path: Path) -> str:
+    script = tmp_path / "ddp_bench.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    return str(script)
+
+
+def run_ddp_script(tmp_path: Path, mode: str, **config) -> tuple[int, list[dict], str]:
+    proc = subprocess.run([sys.executable, ddp_script(tmp_path)], env=ddp_env(tmp_path, mode, **config), text=True,
+                          capture_output=True, timeout=120, check=False)
+    events_file = tmp_path / "out" / mr.EVENTS_NAME
+    return proc.returncode, read_events(tmp_path / "out") if events_file.exists() else [], proc.stderr
+
+
+def test_two_gloo_processes_one_events_file_and_agreed_stop(tmp_path):
+    pytest.importorskip("torch")
+    rc, events, err = run_ddp_script(tmp_path, "straggler", warmup=0, steps=50, max_seconds=0.5)
+    assert rc == 0, err[-3000:]
+    assert len(kinds(events, "start")) == 1 and len(kinds(events, "end")) == 1  # rank 0 only
+    assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / mr.EVENTS_NAME]
+    meta, summary = kinds(events, "meta")[0], kinds(events, "summary")[0]
+    assert (meta["world_size"], meta["nnodes"], meta["device"]["type"]) == (2, 1, "cpu")
+    # Rank 0's first step waited ~1 s for rank 1, past max_seconds; rank 1's own clock was far below
+    # it, so a clean exit shows both stopped at the step rank 0 chose (else rank 1's next all_reduce
+    # would find no peer and fail the job).
+    assert summary["stopped_by"] == "max_seconds" and summary["steps"] < 50
+    assert summary["rate"] > 0 and all(r["items"] == 4 for r in kinds(events, "rate"))
+    assert {e["value"] for e in kinds(events, "loss")} == {1.0}  # the all_reduce summed both ranks
+
+
+def test_failure_of_rank_1_fails_the_job(tmp_path):
+    pytest.importorskip("torch")
+    rc, events, err = run_ddp_script(tmp_path, "fail", warmup=1, steps=5)
+    assert rc != 0
+    assert "rank 1 broke" in err
+    assert len(kinds(events, "start")) == 1 and not kinds(events, "summary")
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "failed"
+
+
+def test_two_nodes_static_rendezvous_only_node_0_writes(tmp_path):
+    pytest.importorskip("torch")
+    import socket
+
+    with socket.socket() as sock:  # a free loopback port for node 0's store
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script, procs = ddp_script(tmp_path), []
+    for node in (0, 1):  # what the host sets for a two-node run, both nodes on this machine
+        env = {**ddp_env(tmp_path, "ok", out=f"node{node}", warmup=1, steps=3),
+               "MILABOX_NNODES": "2", "MILABOX_NODE_RANK": str(node), "MILABOX_MASTER_ADDR": "127.0.0.1",
+               "MILABOX_MASTER_PORT": str(port), "MILABOX_NPROC_PER_NODE": "1"}
+        procs.append(subprocess.Popen([sys.executable, script], env=env, text=True, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT))
+    try:
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:  # torchrun passes SIGTERM on to its workers
+            if p.poll() is None:
+                p.terminate()
+                p.wait(timeout=30)
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert "--nnodes=2 --node-rank=0 --master-addr=127.0.0.1" in outputs[0]
+    assert not (tmp_path / "node1").exists()  # global rank 1 writes nothing
+    events = read_events(tmp_path / "node0")
+    meta = kinds(events, "meta")[0]
+    assert (meta["world_size"], meta["nnodes"]) == (2, 2)
+    assert kinds(events, "summary")[0]["items"] == 12  # 3 steps x 2 items x 2 processes
+    assert {e["value"] for e in kinds(events, "loss")} == {1.0}

@@ -2,6 +2,8 @@
 # Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:rocm-0.1.0
 
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
 COPY benchmark/ /opt/milabox/benchmarks/matmul/
 WORKDIR /opt/milabox/benchmarks/matmul
 ENV MILABOX_RESULTS=/results

@@ -23,9 +23,13 @@ RUN apt-get update \
 
 RUN python3 -m venv /opt/venv
 
-# Benchmark images install against the frozen versions: a requirement cannot swap torch out.
+# Every benchmark's Python dependencies and the exact torch, resolved jointly for this vendor and pinned
+# with hashes (vendor_bases/locks/cuda.txt): heavy libraries are installed once, here.
+COPY requirements.lock /opt/milabox/requirements.lock
 COPY wheelhouse/ /opt/milabox/wheelhouse/
-RUN pip install --no-cache-dir --find-links /opt/milabox/wheelhouse torch==2.13.0 \
+# Benchmark images install against the frozen versions: nothing later can swap torch out.
+RUN pip install --no-cache-dir --require-hashes -r /opt/milabox/requirements.lock \
+--find-links /opt/milabox/wheelhouse \
  && pip freeze > /opt/milabox/runtime-constraints.txt
 ENV PIP_CONSTRAINT=/opt/milabox/runtime-constraints.txt
 

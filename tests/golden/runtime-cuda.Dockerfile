@@ -27,9 +27,13 @@ RUN apt-get update \
 
 RUN python3 -m venv /opt/venv
 
-# Benchmark images install against the frozen versions: a requirement cannot swap torch out.
-RUN pip install --no-cache-dir --extra-index-url https://download.pytorch.org/whl/cu130 torch==2.13.0 \
- && mkdir -p /opt/milabox && pip freeze > /opt/milabox/runtime-constraints.txt
+# Every benchmark's Python dependencies and the exact torch, resolved jointly for this vendor and pinned
+# with hashes (vendor_bases/locks/cuda.txt): heavy libraries are installed once, here.
+COPY requirements.lock /opt/milabox/requirements.lock
+# Benchmark images install against the frozen versions: nothing later can swap torch out.
+RUN pip install --no-cache-dir --require-hashes -r /opt/milabox/requirements.lock \
+--extra-index-url https://download.pytorch.org/whl/cu130 \
+ && pip freeze > /opt/milabox/runtime-constraints.txt
 ENV PIP_CONSTRAINT=/opt/milabox/runtime-constraints.txt
 
 COPY milabox_runtime/ /opt/milabox/runtime/milabox_runtime/

@@ -1,0 +1,32 @@
+"""``milabox compare RUN_A RUN_B [...]``: benchmark by benchmark against the first run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+#: Exit code when --fail-on-regression finds one (1 is an error, 2 a usage error).
+REGRESSION_EXIT = 3
+
+
+@click.command("compare")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
+              show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 100, max_open=True), default=5.0, show_default=True,
+              metavar="PCT", help="a significant slowdown beyond PCT % is a regression")
+@click.option("--fail-on-regression", is_flag=True,
+              help=f"exit with code {REGRESSION_EXIT} when any benchmark regressed (for CI)")
+def cmd(run_dirs: tuple[Path, ...], fmt: str, threshold: float, fail_on_regression: bool) -> None:
+    """Compare run folders with the first one: ratios, significance, regressions and setup differences."""
+    from ..compare import compare, format_comparison
+    from ..errors import ConfigError
+    from ..results import SKIPPED_BY_REPORTS, load_run
+    if len(run_dirs) < 2:
+        raise ConfigError("compare needs at least two run folders, e.g. milabox compare runs/a runs/b")
+    comparison = compare([load_run(d, SKIPPED_BY_REPORTS) for d in run_dirs], threshold=threshold / 100)
+    click.echo(format_comparison(comparison, fmt), nl=False)
+    if fail_on_regression and comparison.regressions:
+        sys.exit(REGRESSION_EXIT)

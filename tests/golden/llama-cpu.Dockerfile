@@ -1,0 +1,19 @@
+# The llama benchmark image (llama, llama-fp32) for vendor cpu.
+# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:cpu-0.1.0
+
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
+COPY benchmark/ /opt/milabox/benchmarks/llama/
+WORKDIR /opt/milabox/benchmarks/llama
+ENV MILABOX_RESULTS=/results
+CMD ["python", "main.py"]
+
+LABEL org.opencontainers.image.title="milabox llama" \
+      org.opencontainers.image.description="Llama inference: prefill then KV-cache decoding" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="llama" \
+      milabox.benchmarks="llama,llama-fp32" \
+      milabox.vendor="cpu" \
+      milabox.version="0.1.0"

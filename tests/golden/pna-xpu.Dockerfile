@@ -1,0 +1,19 @@
+# The pna benchmark image (pna) for vendor xpu.
+# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:xpu-0.1.0
+
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
+COPY benchmark/ /opt/milabox/benchmarks/pna/
+WORKDIR /opt/milabox/benchmarks/pna
+ENV MILABOX_RESULTS=/results
+CMD ["python", "main.py"]
+
+LABEL org.opencontainers.image.title="milabox pna" \
+      org.opencontainers.image.description="PNA graph network training on synthetic molecules" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="pna" \
+      milabox.benchmarks="pna" \
+      milabox.vendor="xpu" \
+      milabox.version="0.1.0"

@@ -1,0 +1,19 @@
+# The ppo benchmark image (ppo) for vendor rocm.
+# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:rocm-0.1.0
+
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
+COPY benchmark/ /opt/milabox/benchmarks/ppo/
+WORKDIR /opt/milabox/benchmarks/ppo
+ENV MILABOX_RESULTS=/results
+CMD ["python", "main.py"]
+
+LABEL org.opencontainers.image.title="milabox ppo" \
+      org.opencontainers.image.description="PPO on a device-simulated batched environment" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="ppo" \
+      milabox.benchmarks="ppo" \
+      milabox.vendor="rocm" \
+      milabox.version="0.1.0"

@@ -1,0 +1,19 @@
+# The vision benchmark image (resnet50, convnext_large, convnext_large-fp32, regnet_y_128gf, dinov2-giant, resnet50-ddp) for vendor cuda.
+# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:cuda-0.1.0
+
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
+COPY benchmark/ /opt/milabox/benchmarks/vision/
+WORKDIR /opt/milabox/benchmarks/vision
+ENV MILABOX_RESULTS=/results
+CMD ["python", "main.py"]
+
+LABEL org.opencontainers.image.title="milabox vision" \
+      org.opencontainers.image.description="Vision model training (CNN classifiers, self-supervised ViT)" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="vision" \
+      milabox.benchmarks="resnet50,convnext_large,convnext_large-fp32,regnet_y_128gf,dinov2-giant,resnet50-ddp" \
+      milabox.vendor="cuda" \
+      milabox.version="0.1.0"
