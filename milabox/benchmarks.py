@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16", "fp8")
 DEFAULT_TIMEOUT_S = {"smoke": 300, "full": 3600}
 _GROUP_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices",
                  "entry", "requirements", "excluded_vendors", "sizes", "variants")
-_VARIANT_FIELDS = ("description", "tags", "plan", "unit", "weight", "precision", "min_devices",
+_VARIANT_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices",
                    "excluded_vendors", "sizes")
 
 

@@ -13,6 +13,7 @@ import click
 from tabulate import tabulate
 
 from . import __version__
+from .commands import parse_env
 from .errors import MilaboxError
 
 VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
@@ -111,16 +112,6 @@ def build(benchmarks: tuple[str, ...], vendor: str, base_image: str | None, inde
     note(f"built {len(results)} image(s) for {v.name} in {total:.1f}s")
 
 
-def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
-
-
 @cli.command()
 @click.argument("benchmarks", nargs=-1)
 @click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
@@ -164,7 +155,7 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
     device_ids = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
     options = RunOptions(size=size, repeat=repeat, until_sem_pct=until_sem, timeout_s=timeout, devices=device_ids,
                          run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
-                         environment=_parse_env(env), memory=memory, command=("milabox", *sys.argv[1:]),
+                         environment=parse_env(env), memory=memory, command=("milabox", *sys.argv[1:]),
                          nodes=spec, telemetry_interval_s=telemetry_interval)
     with warnings.catch_warnings():  # e.g. a missing telemetry library: one line, once per run
         warnings.showwarning = lambda message, *args, **kwargs: note(f"milabox: warning: {message}")

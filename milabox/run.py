@@ -176,7 +176,8 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
     )
 
 
-def _last_line(path: Path) -> str:
+def last_line(path: Path) -> str:
+    """The last non-empty line of a text file (300 characters at most), or "" when there is none."""
     try:
         lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -193,7 +194,7 @@ def classify(exit: Exit, events_path: Path, log_path: Path, timeout_s: float) ->
     """
     events = read_events(events_path)[0] if events_path.exists() else []
     end = next((e for e in reversed(events) if e.kind == "end"), None)
-    error = (end.data.get("error") if end else None) or _last_line(log_path)
+    error = (end.data.get("error") if end else None) or last_line(log_path)
     if exit.interrupted:
         return "interrupted", "interrupted by the user (Ctrl-C); the rest of the run was skipped", None
     if exit.timed_out:

@@ -63,6 +63,7 @@ from .run import (
     _SigtermAsInterrupt,
     classify,
     container_request,
+    last_line,
     plan_attempts,
     run_attempt,
 )
@@ -572,12 +573,6 @@ def follow(slurm: Slurm, jobs: Mapping[str, str], poll_s: float, reporter: Slurm
         sleep(poll_s)
 
 
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
 
 
 def _job_cause(bench: str, job: dict, state: JobState, run_dir: Path, when: str) -> str:
@@ -587,7 +582,7 @@ def _job_cause(bench: str, job: dict, state: JobState, run_dir: Path, when: str)
     if state.state == "TIMEOUT":
         what += ": the job's --time limit was reached"
     out = run_dir / SLURM_DIR / f"{bench}-{job.get('job_id')}.out"
-    tail = _last_line(out)
+    tail = last_line(out)
     return f"{what} {when}" + (f"; {out.relative_to(run_dir)}: {tail}" if tail else "")
 
 

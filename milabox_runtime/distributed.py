@@ -50,7 +50,13 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     return value
 
 
-def _config(env: Mapping[str, str]) -> dict[str, Any]:
+def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The host's MILABOX_CONFIG as a dict (empty when unset).
+
+    Raises:
+        ValueError: it is not valid JSON.
+        TypeError: it is JSON but not an object.
+    """
     raw = env.get("MILABOX_CONFIG", "").strip()
     try:
         config = json.loads(raw) if raw else {}
@@ -106,7 +112,7 @@ def nproc_per_node(environ: Mapping[str, str] | None = None) -> int:
     kind = device_type(env)
     if kind != "cpu":
         return max(1, _device_count(kind))
-    nproc = _config(env).get("nproc", 1)
+    nproc = config_from_env(env).get("nproc", 1)
     if isinstance(nproc, bool) or not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"config 'nproc' must be an integer >= 1, not {nproc!r}")
     return nproc

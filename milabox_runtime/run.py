@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import platform
@@ -133,14 +132,7 @@ class Run:
         """
         env = os.environ if environ is None else environ
         rank, world_size, _, nnodes = _dist.world(env)
-        raw = env.get("MILABOX_CONFIG", "").strip()
-        try:
-            config = json.loads(raw) if raw else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"MILABOX_CONFIG is not valid JSON: {exc}") from None
-        if not isinstance(config, dict):
-            raise TypeError(f"MILABOX_CONFIG must be a JSON object, not {type(config).__name__}")
-        return cls(config=config, results_dir=env.get("MILABOX_RESULTS") or ".",
+        return cls(config=_dist.config_from_env(env), results_dir=env.get("MILABOX_RESULTS") or ".",
                    device=env.get("MILABOX_DEVICE") or None, defaults=defaults, rank=rank,
                    world_size=world_size, nnodes=nnodes)
 

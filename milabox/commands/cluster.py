@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from . import parse_env
+
 VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
 FORMATS = click.Choice(["table", "markdown", "csv", "json"])
 
@@ -40,16 +42,6 @@ class SlurmDisplay:
     def waiting(self, counts: dict[str, int], elapsed_s: float) -> None:
         summary = ", ".join(f"{n} {state.lower()}" for state, n in sorted(counts.items()))
         _note(f"[slurm] waiting: {summary} ({_elapsed(elapsed_s)} elapsed)")
-
-
-def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
 
 
 def _report(folder: Path, fmt: str) -> None:
@@ -110,7 +102,7 @@ def submit(benchmarks: tuple[str, ...], vendor: str, runtime: str, partition: st
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     options = slurm.SlurmOptions(
         run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}-slurm", runtime=runtime, partition=partition,
-        nodes=nodes, gpus_per_node=gpus_per_node, time_limit=time_limit, size=size, environment=_parse_env(env),
+        nodes=nodes, gpus_per_node=gpus_per_node, time_limit=time_limit, size=size, environment=parse_env(env),
         registry=registry, exclusive=exclusive, sbatch_options=sbatch_options, poll_s=poll_interval,
         command=("milabox", *sys.argv[1:]))
     scripts = slurm.job_scripts(selected, v, options, on_skip=lambda b, why: _note(f"skipping {b.name}: {why}"))
@@ -167,7 +159,7 @@ def run_job(benchmark: str, vendor: str, size: str, run_dir: Path, env: tuple[st
     if len(benches) != 1:
         raise RunError(f"run-job runs one benchmark; {benchmark!r} names {len(benches)}")
     started = time.monotonic()
-    records = slurm.run_job(Engine(), benches[0], v, run_dir.resolve(), size, _parse_env(env))
+    records = slurm.run_job(Engine(), benches[0], v, run_dir.resolve(), size, parse_env(env))
     for record in records:
         detail = f"{record.get('rate'):.4g} {record.get('unit')}" if record.get("rate") else record.get("cause") or ""
         _note(f"{record['benchmark']} r{record['repeat']}-d{record['device']}: {record['status']} {detail}".rstrip())
