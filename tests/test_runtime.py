@@ -499,3 +499,32 @@ def test_two_nodes_static_rendezvous_only_node_0_writes(tmp_path):
     assert (meta["world_size"], meta["nnodes"]) == (2, 2)
     assert kinds(events, "summary")[0]["items"] == 12  # 3 steps x 2 items x 2 processes
     assert {e["value"] for e in kinds(events, "loss")} == {1.0}
+
+
+def test_train_on_batches_trains_and_records_every_measured_step(tmp_path):
+    torch = pytest.importorskip("torch")
+    from types import SimpleNamespace
+
+    from milabox_runtime.training import train_on_batches
+
+    class Regression(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, x, y):
+            return SimpleNamespace(loss=torch.nn.functional.mse_loss(self.linear(x), y))
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    batches = [{"x": x, "y": x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]])}]
+    model = Regression()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    run = make_run(tmp_path, warmup=2, steps=30, unit="items/s")
+    with run:
+        train_on_batches(run, model, optimizer, batches, items=64)
+    events = read_events(tmp_path)
+    losses = [e["value"] for e in events if e["event"] == "loss"]
+    assert len([e for e in events if e["event"] == "rate"]) == 30
+    assert len(losses) == 32 and losses[-1] < losses[0] / 10  # it really trained
+    assert events[-1]["event"] == "end" and events[-1]["status"] == "ok"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import milabox_runtime as mr
+from milabox_runtime.training import train_on_batches
 
 # Nothing may be downloaded at run time (containers run without a network): set before importing
 # transformers (done in bench()), which reads these at import.
@@ -51,19 +52,9 @@ def bench(run: mr.Run) -> None:
         model = T5ForConditionalGeneration(config)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg.get("lr", 1e-4)))
-    # fp16 gradients underflow without loss scaling; bf16/fp32 need none.
-    scaler = torch.amp.GradScaler(run.device_type, enabled=run.autocast_dtype == torch.float16)
     batches = synthetic_batches(torch, BATCHES, batch_size, source_len, target_len, config.vocab_size, dev)
 
-    for step in run.steps(items=batch_size):
-        batch = batches[step % BATCHES]
-        optimizer.zero_grad(set_to_none=True)
-        with run.autocast():
-            loss = model(**batch).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        run.loss(loss)  # .item() here also checks for divergence every step
+    train_on_batches(run, model, optimizer, batches, items=batch_size)
 
 
 if __name__ == "__main__":
