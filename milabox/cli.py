@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
-from . import __version__
-from .commands import parse_env
+from . import __version__, interrupts
+from .commands import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, exit_for_run, parse_env
 from .errors import MilaboxError
 
 VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
@@ -165,9 +165,7 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
         note(f"node rank {spec.node_rank} of {spec.nnodes}: the rate is in node rank 0's ({spec.master}) run folder")
     else:
         click.echo(format_report(summarize(load_run(folder)), fmt))
-    manifest = json.loads((folder / "manifest.json").read_text())
-    if manifest.get("status") == "interrupted":
-        sys.exit(130)
+    exit_for_run(folder)
 
 
 @cli.command()
@@ -253,24 +251,25 @@ _add_area_commands()
 
 
 def main() -> None:
-    """Entry point: run the CLI; a MilaboxError becomes one line on stderr and exit code 1."""
+    """Entry point: run the CLI; errors become one line on stderr and an exit code (milabox.commands.EXIT_*)."""
+    interrupts.ensure_ctrl_c()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("milabox: aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
     except MilaboxError as e:
         click.echo(f"milabox: error: {e}", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_ERROR)
     except KeyboardInterrupt:
         click.echo("milabox: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # a bug: still one line, with a way to get the traceback
         if os.environ.get("MILABOX_DEBUG"):
             raise
         click.echo(f"milabox: internal error: {type(e).__name__}: {e} (set MILABOX_DEBUG=1 for the traceback)",
                    err=True)
-        sys.exit(70)
+        sys.exit(EXIT_INTERNAL)

@@ -29,6 +29,9 @@ from .errors import BuildError, EngineError
 LABEL_PREFIX = "milabox."
 CONTAINER_LABEL = "milabox.benchmark"  # every container milabox creates carries it
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+# A stopped benchmark gets SIGTERM, then SIGKILL this many seconds later: short, because a user who pressed
+# Ctrl-C waits for it, and a benchmark has nothing to save (its events are written as they happen).
+STOP_GRACE_S = 3
 # Go's os.ModeType (the engine's stat "mode"): directory, symlink, device, named pipe, socket, char device, irregular.
 _NOT_REGULAR = 1 << 31 | 1 << 27 | 1 << 26 | 1 << 25 | 1 << 24 | 1 << 21 | 1 << 19
 
@@ -210,22 +213,36 @@ class Container:
     def wait(self, timeout: float | None) -> Exit:
         """Block (no polling) until the container exits or ``timeout`` seconds pass; kill it at the timeout.
 
-        KeyboardInterrupt is turned into a clean stop: the container gets SIGTERM, then SIGKILL after 10 s.
+        A KeyboardInterrupt while waiting becomes :meth:`stop`.
 
         Returns:
             How it ended.
         """
         try:
             result = self._handle.wait(timeout=timeout)
-            code, timed_out, interrupted = int(result.get("StatusCode", -1)), False, False
+            code, timed_out = int(result.get("StatusCode", -1)), False
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
             self._quietly(lambda: self._handle.kill())
-            code, timed_out, interrupted = None, True, False
+            code, timed_out = None, True
         except KeyboardInterrupt:
-            self._quietly(lambda: self._handle.stop(timeout=10))
-            code, timed_out, interrupted = None, False, True
+            return self.stop()
+        return self._ended(code, timed_out=timed_out)
+
+    def stop(self, grace_s: float = STOP_GRACE_S) -> Exit:
+        """Stop the container because the user asked to: SIGTERM, then SIGKILL after ``grace_s`` seconds.
+
+        Returns:
+            How it ended (``interrupted``), whatever its process does with SIGTERM.
+        """
+        self._quietly(lambda: self._handle.stop(timeout=grace_s))
+        return self._ended(None, interrupted=True)
+
+    def _ended(self, code: int | None, timed_out: bool = False, interrupted: bool = False) -> Exit:
         self._finish_log()
-        state = self.inspect().get("State", {})
+        try:
+            state = self.inspect().get("State", {})
+        except (docker.errors.NotFound, docker.errors.APIError, requests.exceptions.RequestException):
+            state = {}
         return Exit(code=code, timed_out=timed_out, oom_killed=bool(state.get("OOMKilled")), interrupted=interrupted)
 
     def inspect(self) -> dict[str, Any]:

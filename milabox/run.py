@@ -12,13 +12,13 @@ import datetime as dt
 import json
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import interrupts
 from .benchmarks import Benchmark
 from .build import groups_of
 from .engine import CONTAINER_LABEL, BindMount, ContainerRequest, Engine, Exit
@@ -196,7 +196,7 @@ def classify(exit: Exit, events_path: Path, log_path: Path, timeout_s: float) ->
     end = next((e for e in reversed(events) if e.kind == "end"), None)
     error = (end.data.get("error") if end else None) or last_line(log_path)
     if exit.interrupted:
-        return "interrupted", "interrupted by the user (Ctrl-C); the rest of the run was skipped", None
+        return "interrupted", "interrupted by the user (Ctrl-C or SIGTERM); the rest of the run was skipped", None
     if exit.timed_out:
         return "failed", f"timed out after {timeout_s:g} s (killed)", None
     if exit.oom_killed:
@@ -209,26 +209,6 @@ def classify(exit: Exit, events_path: Path, log_path: Path, timeout_s: float) ->
     if not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
         return "failed", "no rate reported (the benchmark exited 0 without a positive measured rate)", None
     return "ok", None, float(rate)
-
-
-class _SigtermAsInterrupt:
-    """Treat SIGTERM (Slurm's scancel, a CI timeout) like Ctrl-C, so containers are still cleaned up."""
-
-    def __enter__(self) -> None:
-        self.previous = signal.signal(signal.SIGTERM, self._raise) if _main_thread() else None
-
-    @staticmethod
-    def _raise(signum, frame) -> None:
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 def attempt_request(attempt: Attempt, vendor: Vendor, image: str, run_dir: Path, options: RunOptions) -> ContainerRequest:
@@ -263,6 +243,8 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
     Raises:
         KeyboardInterrupt: after recording, when the user interrupted (so the caller stops the run).
     """
+    # Inside interrupts.scope() a stop signal raises only while the container runs: never while it is being
+    # created or removed, or while a record is written.
     folder = run_dir / attempt.folder
     folder.mkdir(parents=True)
     bench = attempt.benchmark
@@ -283,28 +265,22 @@ def run_attempt(engine: Engine, attempt: Attempt, vendor: Vendor, image: tuple[s
     # Written first and replaced at the end: if the host itself dies, the attempt still reads as failed.
     write_json_atomic(folder / RECORD_NAME, {**record, "status": "running",
                                              "cause": "the host process stopped during this attempt"})
-    try:
-        with open(folder / LOG_NAME, "wb") as log, engine.container(request) as container:
-            try:
-                sampler.start()
-                container.start(log)
-                exit = container.wait(timeout)
-            except EngineError as e:
-                cause = str(e)
-            except KeyboardInterrupt:
-                exit = Exit(code=None, interrupted=True)
-            finally:
-                previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _main_thread() else None
+    with interrupts.scope() as stop:
+        try:
+            with open(folder / LOG_NAME, "wb") as log, engine.container(request) as container:
                 try:
-                    sampler.stop()  # with Ctrl-C ignored, like the removal: no sampling thread outlives its attempt
-                    container.remove()
+                    sampler.start()
+                    container.start(log)
+                    with stop.interruptible():
+                        exit = container.wait(timeout)  # a stop signal here: the container is stopped
+                except EngineError as e:
+                    cause = str(e)
+                except KeyboardInterrupt:  # the stop came before the wait began
+                    exit = container.stop()
                 finally:
-                    if previous is not None:
-                        signal.signal(signal.SIGINT, previous)
-    except EngineError as e:  # the engine refused to create it
-        cause = str(e)
-    except KeyboardInterrupt:
-        exit = Exit(code=None, interrupted=True)
+                    sampler.stop()  # no sampling thread outlives its attempt
+        except EngineError as e:  # the engine refused to create it
+            cause = str(e)
     if cause is None:
         status, cause, rate = classify(exit, folder / EVENTS_NAME, folder / LOG_NAME, timeout)
         if options.nodes is not None:  # only node rank 0 reports the rate
@@ -336,7 +312,12 @@ def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options
             anything is written.
         ConfigError: invalid options.
     """
-    reporter = reporter or RunReporter()
+    with interrupts.scope() as stop:
+        return _run(engine, benchmarks, vendor, options, reporter or RunReporter(), stop)
+
+
+def _run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunOptions,
+         reporter: RunReporter, stop: interrupts.StopRequest) -> Path:
     attempts = plan_attempts(benchmarks, vendor, options, reporter.skipped)
     if not attempts:
         raise RunError(f"nothing to run: none of the selected benchmarks runs on vendor {vendor.name}")
@@ -375,9 +356,12 @@ def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options
     settled: set[str] = set()  # benchmarks whose sem% went below --until-sem: their other repeats are skipped
     total, index = len(attempts), 0
     reporter.planned(attempts)
-    with _SigtermAsInterrupt(), contextlib.closing(telemetry):
+    with contextlib.closing(telemetry):
         for position, attempt in enumerate(attempts):
             name = attempt.benchmark.name
+            if stop.requested:  # a stop signal between two attempts (or before the first)
+                status = "interrupted"
+                break
             if name in settled:
                 continue
             index += 1
@@ -401,6 +385,8 @@ def run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, options
                 settled.add(name)
                 total -= len(rest)
                 reporter.repeats_skipped(attempt.benchmark, attempt.repeat + 1, sem, len(rest))
+    if stop.requested:  # also when it came while the last record was being written
+        status = "interrupted"
     manifest.update(ended=_now(), status=status)
     write_json_atomic(run_dir / MANIFEST_NAME, manifest)
     return run_dir

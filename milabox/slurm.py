@@ -39,7 +39,7 @@ from typing import Any
 
 import jinja2
 
-from . import __version__
+from . import __version__, interrupts
 from . import multinode as mn
 from .benchmarks import Benchmark
 from .engine import Engine, Exit
@@ -60,7 +60,6 @@ from .run import (
     RESULTS_MOUNT,
     Attempt,
     RunOptions,
-    _SigtermAsInterrupt,
     classify,
     container_request,
     last_line,
@@ -697,37 +696,36 @@ def collect(run_dir: Path, slurm: Slurm, poll_s: float = 5.0, reporter: SlurmRep
     manifest = read_manifest(run_dir)
     jobs = {j["job_id"]: bench for bench, j in manifest["slurm"]["jobs"].items() if j.get("job_id")}
     status = "complete"
-    try:
-        with _SigtermAsInterrupt():
-            states = follow(slurm, jobs, poll_s, reporter, sleep)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        (reporter or SlurmReporter()).cancelling(list(jobs))
-        slurm.cancel(list(jobs))
-        states = _settled(slurm, jobs, sleep)
-    for job_id, bench in jobs.items():
-        job = manifest["slurm"]["jobs"][bench]
-        job.update(state=states[job_id].state, exit_code=states[job_id].exit_code)
-    gather(run_dir, manifest, states)
-    manifest.update(ended=_now(), status=status)
-    write_json_atomic(run_dir / MANIFEST_NAME, manifest)
+    with interrupts.scope() as stop:
+        try:
+            with stop.interruptible():
+                states = follow(slurm, jobs, poll_s, reporter, sleep)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            (reporter or SlurmReporter()).cancelling(list(jobs))
+            slurm.cancel(list(jobs))
+            states = _settled(slurm, jobs, sleep, stop)
+        for job_id, bench in jobs.items():
+            job = manifest["slurm"]["jobs"][bench]
+            job.update(state=states[job_id].state, exit_code=states[job_id].exit_code)
+        gather(run_dir, manifest, states)
+        manifest.update(ended=_now(), status=status)
+        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
     return run_dir
 
 
-def _settled(slurm: Slurm, jobs: Mapping[str, str], sleep: Callable[[float], None],
+def _settled(slurm: Slurm, jobs: Mapping[str, str], sleep: Callable[[float], None], stop: interrupts.StopRequest,
              wait_s: float = 90) -> dict[str, JobState]:
     """States after a cancel: wait until Slurm has ended every job (COMPLETING lasts until their processes are
-    gone, up to Slurm's KillWait of 30 s plus the containers' own stop), so the records they write are final."""
+    gone, up to Slurm's KillWait of 30 s plus the containers' own stop), so the records they write are final.
+    A second stop signal ends the wait: what is there is gathered."""
     states: dict[str, JobState] = {}
     deadline = time.monotonic() + wait_s
-    try:
-        while time.monotonic() < deadline:
-            states.update(slurm.states([j for j in jobs if j not in states or not states[j].terminal]))
-            if all(s.terminal for s in states.values()):
-                break
-            sleep(1)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, gather what is there
-        pass
+    while time.monotonic() < deadline and stop.signals < 2:
+        states.update(slurm.states([j for j in jobs if j not in states or not states[j].terminal]))
+        if all(s.terminal for s in states.values()):
+            break
+        sleep(1)
     return {j: states.get(j, JobState("CANCELLED")) for j in jobs}
 
 
@@ -787,8 +785,10 @@ def run_job(engine: Engine, bench: Benchmark, vendor: Vendor, run_dir: Path, siz
                          environment=dict(environment or {}), nodes=spec, command=tuple(sys.argv))
     info_slurm = {"job_id": env.get("SLURM_JOB_ID"), "node": socket.gethostname(), "runtime": "docker"}
     records = []
-    with _SigtermAsInterrupt():
+    with interrupts.scope() as stop:
         for attempt in plan_attempts([bench], vendor, options):
+            if stop.requested:  # scancel between two attempts: run no more
+                raise KeyboardInterrupt
             path = target / attempt.folder / RECORD_NAME
             try:
                 record = run_attempt(engine, attempt, vendor, (tag, info.id), target, options)

@@ -21,6 +21,27 @@ def engine():
         pytest.fail(f"{e} — run `make engine` first (make test does)")
 
 
+@pytest.fixture(autouse=True)
+def no_container_outlives_its_test(request):
+    """An engine test removes every milabox container it made, even when it fails, so one failure never cascades
+    into unrelated tests; a container a test left behind is then reported as that test's error."""
+    if request.node.get_closest_marker("engine") is None:
+        yield
+        return
+    engine = request.getfixturevalue("engine")
+    before = set(engine.containers())
+    yield
+    left = [c for c in engine.containers() if c not in before]
+    import docker.errors
+    for container in left:
+        try:
+            engine.client.containers.get(container).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    if left:
+        pytest.fail(f"{len(left)} milabox container(s) outlived the test (removed now)", pytrace=False)
+
+
 @pytest.fixture
 def benchmarks_copy(tmp_path, monkeypatch):
     """A private copy of benchmarks/ that a test may add broken benchmarks to (MILABOX_BENCHMARKS)."""

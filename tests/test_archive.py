@@ -279,7 +279,7 @@ def test_cli_refuses_a_tampered_pack_in_one_line(tmp_path):
     path.write_bytes(data)
     proc = subprocess.run([sys.executable, "-m", "milabox", "results", "import", str(path), "--into",
                            str(tmp_path / "here")], capture_output=True, text=True, check=False)
-    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("milabox: error: ") and "refused" in lines[0], proc.stderr
 

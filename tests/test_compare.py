@@ -176,10 +176,10 @@ def test_cli_exit_code_on_regression(tmp_path):
     assert milabox("compare", a, c, "--fail-on-regression").returncode == 0
     assert milabox("compare", a, b, "--fail-on-regression", "--threshold", "25").returncode == 0
     one = milabox("compare", a)
-    assert one.returncode == 1 and one.stderr.strip() == ("milabox: error: compare needs at least two run folders, "
+    assert one.returncode == 2 and one.stderr.strip() == ("milabox: error: compare needs at least two run folders, "
                                                           "e.g. milabox compare runs/a runs/b")
     missing = milabox("compare", a, str(tmp_path / "nope"))
-    assert missing.returncode == 1 and "not a run folder" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 2 and "not a run folder" in missing.stderr and "Traceback" not in missing.stderr
 
 
 # ------------------------------------------------------------------------------------------

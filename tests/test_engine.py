@@ -175,12 +175,15 @@ def test_failed_build_step_names_the_image_step_and_log(engine, cpu_images, vend
     assert "\n" not in message and engine.image("milabox-test/broken:cpu") is None
 
 
-def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, broken_benchmarks, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-inherited-ignored", "ctrl-c-twice", "sigterm"])
+def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, broken_benchmarks, tmp_path, how):
+    """The hang benchmark is PID 1 of its container and ignores SIGTERM: only a kill after the grace period ends it."""
     folder = tmp_path / "run"
     env = {**os.environ, "MILABOX_BENCHMARKS": str(broken_benchmarks)}
-    proc = subprocess.Popen([*MILABOX, "run", "crash", "hang", "norate", "--timeout", "120",
-                             "--run-dir", str(folder)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    command = [*MILABOX, "run", "crash", "hang", "norate", "--timeout", "120", "--run-dir", str(folder)]
+    if how == "ctrl-c-inherited-ignored":  # what `cmd &` in a script, and some CI runners, hand down
+        command = ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *command]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and proc.poll() is None and not (folder / "hang").exists():
         time.sleep(0.2)
@@ -189,17 +192,23 @@ def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, bro
     assert proc.poll() is None, proc.communicate()
     assert engine.containers(), "the hang benchmark's container never appeared"
     time.sleep(1)
-    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+    if how == "ctrl-c-twice":  # during the cleanup: it must neither cut it short nor leave anything half done
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, err
     assert proc.returncode == 130, err
     assert _no_milabox_containers(engine)
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["status"] == "interrupted"
     assert json.loads((folder / "crash" / "r0-dall" / "record.json").read_text())["status"] == "failed"
     hang = json.loads((folder / "hang" / "r0-dall" / "record.json").read_text())
-    assert hang["status"] == "interrupted" and "Ctrl-C" in hang["cause"]
+    assert hang["status"] == "interrupted" and "Ctrl-C" in hang["cause"] and hang["wall_s"] < 15
     assert not (folder / "norate").exists()  # the rest of the run was skipped, not run
     assert "Traceback" not in err
+    assert ("already stopping" in err) == (how == "ctrl-c-twice")
 
 
 @pytest.mark.parametrize("vendor_name", ["cuda", "rocm", "xpu"])

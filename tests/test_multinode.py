@@ -216,7 +216,7 @@ def test_two_containers_as_two_nodes_train_one_ddp_model_and_report_one_rate(eng
 def test_run_options_reject_node_rank_without_nodes(tmp_path):
     proc = subprocess.run([*MILABOX, "run", "matmul-fp32", "--node-rank", "1", "--run-dir", str(tmp_path / "r")],
                           check=False, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and not (tmp_path / "r").exists()
+    assert proc.returncode == 2 and not (tmp_path / "r").exists()
     assert proc.stderr.strip() == "milabox: error: --node-rank and --master-port need --nodes (the hosts of the " \
                                   "multi-node run)"
 

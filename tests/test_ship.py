@@ -158,7 +158,7 @@ def _bundle_round_trip(engine, second_engine, bundle, tmp_path):
     middle = images_offset + (bundle.stat().st_size - images_offset) // 2
     _flip(bundle, middle)
     refused = milabox("load", str(bundle), docker_host=host)
-    assert refused.returncode == 1, refused.stderr
+    assert refused.returncode == 2, refused.stderr
     error = [ln for ln in refused.stderr.splitlines() if ln.startswith("milabox:")]
     assert len(error) == 1 and "part 'images.tar' does not match its checksum" in error[0], refused.stderr
     assert "expected" in error[0] and "got" in error[0]
@@ -288,13 +288,13 @@ def test_push_pull_through_a_real_registry_and_runs_name_images_by_digest(engine
 
 def test_pull_of_an_image_never_pushed_says_what_the_registry_said(engine, registry, probe_vendor):
     proc = milabox("pull", "shipprobe", "--vendor", "shiptest", "--registry", f"{registry}/nowhere")
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("milabox: error: pull of ") and "nowhere/runtime" in lines[-1], proc.stderr
 
 
 def test_bundle_of_images_not_built_writes_nothing(engine, tmp_path):
     proc = milabox("bundle", "matmul", "--vendor", "cuda", "-o", str(tmp_path / "b.tar"))
-    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "milabox/runtime:cuda-" in proc.stderr and "is not built; run `milabox build --vendor cuda`" in proc.stderr
     assert list(tmp_path.iterdir()) == []

@@ -437,7 +437,7 @@ def test_docker_run_command_quotes_everything():
 
 def test_report_provenance_of_a_run_without_one_is_one_line(tmp_path):
     out = subprocess.run([*MILABOX, "report", str(tmp_path), "--provenance"], capture_output=True, text=True, check=False)
-    assert out.returncode == 1 and out.stdout == ""
+    assert out.returncode == 2 and out.stdout == ""
     expected = (f"milabox: error: {tmp_path / PROVENANCE_NAME}: missing (the run folder has no provenance record; "
                 "runs made before milabox recorded provenance do not)")
     assert out.stderr.strip().splitlines() == [expected]

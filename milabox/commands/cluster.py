@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from . import parse_env
+from . import EXIT_FAILED, exit_for_run, parse_env
 
 VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
 FORMATS = click.Choice(["table", "markdown", "csv", "json"])
@@ -48,8 +47,7 @@ def _report(folder: Path, fmt: str) -> None:
     from ..report import format_report, summarize
     from ..results import load_run
     click.echo(format_report(summarize(load_run(folder)), fmt))
-    if json.loads((folder / "manifest.json").read_text()).get("status") == "interrupted":
-        sys.exit(130)
+    exit_for_run(folder)
 
 
 @click.group("slurm")
@@ -165,4 +163,4 @@ def run_job(benchmark: str, vendor: str, size: str, run_dir: Path, env: tuple[st
         _note(f"{record['benchmark']} r{record['repeat']}-d{record['device']}: {record['status']} {detail}".rstrip())
     _note(f"run-job: {len(records)} attempt(s) in {_elapsed(time.monotonic() - started)}")
     if any(r.get("status") != "ok" for r in records):
-        sys.exit(1)  # Slurm's state then says FAILED too; the records say why
+        sys.exit(EXIT_FAILED)  # Slurm's state then says FAILED too; the records say why

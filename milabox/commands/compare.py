@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-#: Exit code when --fail-on-regression finds one (1 is an error, 2 a usage error).
-REGRESSION_EXIT = 3
+from . import EXIT_REGRESSION
 
 
 @click.command("compare")
@@ -18,7 +17,7 @@ REGRESSION_EXIT = 3
 @click.option("--threshold", type=click.FloatRange(0, 100, max_open=True), default=5.0, show_default=True,
               metavar="PCT", help="a significant slowdown beyond PCT % is a regression")
 @click.option("--fail-on-regression", is_flag=True,
-              help=f"exit with code {REGRESSION_EXIT} when any benchmark regressed (for CI)")
+              help=f"exit with code {EXIT_REGRESSION} when any benchmark regressed (for CI)")
 def cmd(run_dirs: tuple[Path, ...], fmt: str, threshold: float, fail_on_regression: bool) -> None:
     """Compare run folders with the first one: ratios, significance, regressions and setup differences."""
     from ..compare import compare, format_comparison
@@ -29,4 +28,4 @@ def cmd(run_dirs: tuple[Path, ...], fmt: str, threshold: float, fail_on_regressi
     comparison = compare([load_run(d, SKIPPED_BY_REPORTS) for d in run_dirs], threshold=threshold / 100)
     click.echo(format_comparison(comparison, fmt), nl=False)
     if fail_on_regression and comparison.regressions:
-        sys.exit(REGRESSION_EXIT)
+        sys.exit(EXIT_REGRESSION)
