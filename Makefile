@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 MILABOX := $(BIN)/milabox
 DEMO := --suite all
-HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' vendor_bases/cpu.toml)
+HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' milabox/vendors/cpu.toml)
 RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test venv engine base images lint unit integration clean-containers help disk registry-tools slurm-tools \
@@ -64,7 +64,7 @@ demo: images
 	$(MILABOX) run $(DEMO) --vendor cpu --size smoke --run-dir $(RUN_DIR)
 
 lint: venv
-	$(BIN)/ruff check milabox milabox_runtime benchmarks tests
+	$(BIN)/ruff check milabox milabox_runtime tests scripts
 
 unit: venv chromium
 	$(BIN)/pytest -q -m "not engine"
@@ -85,7 +85,7 @@ disk: base
 
 # Measure milabox itself (figures with their goals, not a test): container vs native rate, orchestration
 # overhead per attempt, report time over 100 runs x 20 benchmarks. Natively, bert needs its transformers.
-BERT_TRANSFORMERS := $(shell sed -n 's/.*"\(transformers==[^"]*\)".*/\1/p' benchmarks/bert/benchmark.toml)
+BERT_TRANSFORMERS := $(shell sed -n 's/.*"\(transformers==[^"]*\)".*/\1/p' milabox/suite/bert/benchmark.toml)
 perf: images
 	@$(BIN)/pip install --quiet '$(BERT_TRANSFORMERS)'
 	$(BIN)/python scripts/perf.py

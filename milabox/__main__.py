@@ -1,5 +1,5 @@
 """`python -m milabox` is the `milabox` command."""
 
-from .cli import main
+from milabox.cli.main import main
 
 main()

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 
-from milabox.benchmarks import all_benchmarks
-from milabox.build import groups_of
-from milabox.engine import Engine
-from milabox.render import benchmark_tag, runtime_tag
-from milabox.vendors import get_vendor
+from milabox.definitions.benchmarks import all_benchmarks
+from milabox.definitions.vendors import get_vendor
+from milabox.engine.docker import Engine
+from milabox.images.build import groups_of
+from milabox.images.render import benchmark_tag, runtime_tag
 
 MB = 1e6
 

@@ -30,9 +30,9 @@ import time
 import warnings
 from pathlib import Path
 
-from milabox.benchmarks import all_benchmarks, select
+from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.errors import MilaboxError
-from milabox.results import load_run, read_events
+from milabox.rundir.read import load_run, read_events
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ def _native(bench, threads: int, folder: Path) -> tuple[float, dict]:
     folder.mkdir(parents=True)
     env = {**os.environ, "MILABOX_CONFIG": json.dumps(bench.config("smoke"), sort_keys=True),
            "MILABOX_RESULTS": str(folder), "MILABOX_BENCHMARK": bench.name, "OMP_NUM_THREADS": str(threads)}
-    main = PROJECT / "benchmarks" / bench.group / "main.py"
+    main = PROJECT / "milabox" / "suite" / bench.group / "main.py"
     proc = subprocess.run([sys.executable, str(main)], env=env, cwd=main.parent, capture_output=True, text=True,
                           timeout=600, check=False)
     events, _ = read_events(folder / "events.jsonl")
@@ -68,7 +68,7 @@ def _native(bench, threads: int, folder: Path) -> tuple[float, dict]:
 
 def _container(engine, vendor, bench, threads: int, folder: Path) -> tuple[float, dict, float]:
     """Run the benchmark through milabox; (rate, meta, orchestration overhead in s)."""
-    from milabox.run import RunOptions, run
+    from milabox.execution.local import RunOptions, run
 
     run(engine, [bench], vendor, RunOptions(size="smoke", run_dir=folder, environment={"OMP_NUM_THREADS":
                                                                                         str(threads)}))
@@ -83,8 +83,8 @@ def _container(engine, vendor, bench, threads: int, folder: Path) -> tuple[float
 def measure_containers(names: list[str], rounds: int, work: Path) -> bool:
     import torch
 
-    from milabox.engine import Engine
-    from milabox.vendors import get_vendor
+    from milabox.definitions.vendors import get_vendor
+    from milabox.engine.docker import Engine
 
     engine, vendor = Engine(), get_vendor("cpu")
     threads = os.cpu_count() or 1

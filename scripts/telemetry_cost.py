@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from milabox.telemetry import TELEMETRY_NAME, Telemetry
+from milabox.execution.telemetry import TELEMETRY_NAME, Telemetry
 
 GOAL_PCT = 1.0
 

@@ -13,7 +13,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def engine():
     """The real engine; a test that needs it fails (never skips) when none answers."""
-    from milabox.engine import Engine
+    from milabox.engine.docker import Engine
     from milabox.errors import EngineError
     try:
         return Engine()
@@ -44,17 +44,17 @@ def no_container_outlives_its_test(request):
 
 @pytest.fixture
 def benchmarks_copy(tmp_path, monkeypatch):
-    """A private copy of benchmarks/ that a test may add broken benchmarks to (MILABOX_BENCHMARKS)."""
+    """A private copy of the bundled suite that a test may change or add broken benchmarks to (MILABOX_SUITE)."""
     folder = tmp_path / "benchmarks"
-    shutil.copytree(PROJECT / "benchmarks", folder, ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setenv("MILABOX_BENCHMARKS", str(folder))
+    shutil.copytree(PROJECT / "milabox" / "suite", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("MILABOX_SUITE", str(folder))
     return folder
 
 
 @pytest.fixture
 def vendors_copy(tmp_path, monkeypatch):
-    """A private copy of vendor_bases/ that a test may break (MILABOX_VENDORS)."""
-    folder = tmp_path / "vendor_bases"
-    shutil.copytree(PROJECT / "vendor_bases", folder)
+    """A private copy of milabox/vendors/ that a test may break (MILABOX_VENDORS)."""
+    folder = tmp_path / "vendors"
+    shutil.copytree(PROJECT / "milabox" / "vendors", folder)
     monkeypatch.setenv("MILABOX_VENDORS", str(folder))
     return folder

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from milabox.archive import SUMS_NAME, ArchiveWriter, read_part, scan
-from milabox.bundle import verify_bundle
 from milabox.errors import ConfigError, ShipError
-from milabox.registry import parse_registry
-from milabox.report import format_report, summarize
-from milabox.results import load_run, write_json_atomic
-from milabox.resultspack import IMPORT_NAME, import_results, pack_results
+from milabox.reporting.summary import format_report, summarize
+from milabox.rundir.read import load_run, write_json_atomic
+from milabox.shipping.archive import SUMS_NAME, ArchiveWriter, read_part, scan
+from milabox.shipping.bundle import verify_bundle
+from milabox.shipping.registry import parse_registry
+from milabox.shipping.resultspack import IMPORT_NAME, import_results, pack_results
 
 LONG = "run-" + "x" * 120 + "/r0-d0/events.jsonl"  # longer than a tar header's 100-byte name field
 
@@ -305,7 +305,7 @@ def test_bad_registry_is_one_clear_error(value):
 
 
 def test_transfer_display_shows_bytes_of_total_rate_and_a_final_line():
-    from milabox.commands.ship import TransferDisplay
+    from milabox.cli.ship import TransferDisplay
     out = io.StringIO()
     display = TransferDisplay(out, interval_s=0, min_bytes=1000)
     display.transfer_started("saving 2 images", 4_000_000_000, exact=False)

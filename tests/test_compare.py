@@ -16,9 +16,9 @@ import sys
 import pytest
 from runfolders import write_attempt, write_manifest
 
-from milabox.compare import compare, format_comparison
 from milabox.errors import ConfigError
-from milabox.results import load_run
+from milabox.reporting.compare import compare, format_comparison
+from milabox.rundir.read import load_run
 
 STEADY = [100.0, 101.0, 99.0, 100.5]  # mean 100.125, sem ~0.43 %
 SLOWER = [80.0, 81.0, 79.0, 80.5]  # the same spread, 20 % slower
@@ -189,10 +189,10 @@ def test_cli_exit_code_on_regression(tmp_path):
 @pytest.fixture(scope="module")
 def matmul_image(engine, tmp_path_factory):
     """The CPU matmul image (built here from cache, or already built by `make demo`)."""
-    from milabox.benchmarks import all_benchmarks, select
-    from milabox.build import build
-    from milabox.netconfig import discover
-    from milabox.vendors import get_vendor
+    from milabox.definitions.benchmarks import all_benchmarks, select
+    from milabox.definitions.vendors import get_vendor
+    from milabox.images.build import build
+    from milabox.images.sources import discover
 
     class Quiet:
         def begin(self, image, log_path): ...

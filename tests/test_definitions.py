@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from milabox.benchmarks import all_benchmarks, select
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import all_vendors, get_vendor
 from milabox.errors import ConfigError, UnknownBenchmark, UnknownVendor
-from milabox.vendors import all_vendors, get_vendor
 
 
 def test_every_vendor_loads_with_its_passthrough():

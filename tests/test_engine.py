@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from milabox.benchmarks import all_benchmarks, select
-from milabox.build import build
-from milabox.engine import CONTAINER_LABEL
-from milabox.netconfig import discover
-from milabox.render import benchmark_tag, dockerfile_hash, render_benchmark, runtime_tag
-from milabox.report import format_report, summarize
-from milabox.results import load_run
-from milabox.run import Attempt, RunOptions, container_request, run
-from milabox.vendors import get_vendor
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import get_vendor
+from milabox.engine.docker import CONTAINER_LABEL
+from milabox.execution.local import Attempt, RunOptions, container_request, run
+from milabox.images.build import build
+from milabox.images.render import benchmark_tag, dockerfile_hash, render_benchmark, runtime_tag
+from milabox.images.sources import discover
+from milabox.reporting.summary import format_report, summarize
+from milabox.rundir.read import load_run
 
 pytestmark = pytest.mark.engine
 CPU = get_vendor("cpu")
@@ -163,8 +163,8 @@ def test_out_of_memory_is_recorded_as_such(engine, broken_benchmarks, tmp_path):
 
 
 def test_failed_build_step_names_the_image_step_and_log(engine, cpu_images, vendors_copy, tmp_path):
-    from milabox.build import build_runtime
     from milabox.errors import BuildError
+    from milabox.images.build import build_runtime
     path = vendors_copy / "cpu.toml"
     path.write_text(path.read_text().replace('"ca-certificates"]', '"ca-certificates", "no-such-package-milabox"]'))
     with pytest.raises(BuildError) as err:
@@ -179,7 +179,7 @@ def test_failed_build_step_names_the_image_step_and_log(engine, cpu_images, vend
 def test_ctrl_c_stops_the_container_keeps_results_and_leaves_nothing(engine, broken_benchmarks, tmp_path, how):
     """The hang benchmark is PID 1 of its container and ignores SIGTERM: only a kill after the grace period ends it."""
     folder = tmp_path / "run"
-    env = {**os.environ, "MILABOX_BENCHMARKS": str(broken_benchmarks)}
+    env = {**os.environ, "MILABOX_SUITE": str(broken_benchmarks)}
     command = [*MILABOX, "run", "crash", "hang", "norate", "--timeout", "120", "--run-dir", str(folder)]
     if how == "ctrl-c-inherited-ignored":  # what `cmd &` in a script, and some CI runners, hand down
         command = ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *command]

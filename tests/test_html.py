@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 from runfolders import T0, write_attempt, write_manifest, write_telemetry
 
-from milabox.htmlreport import render_html
-from milabox.results import load_run
+from milabox.reporting.html import render_html
+from milabox.rundir.read import load_run
 
 
 def make_runs(tmp_path):

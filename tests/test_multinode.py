@@ -12,17 +12,17 @@ import sys
 import pytest
 from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture)
 
-from milabox import multinode as mn
-from milabox.benchmarks import all_benchmarks, select
-from milabox.build import build
-from milabox.engine import ContainerRequest, Exit
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import get_vendor
+from milabox.engine.docker import ContainerRequest, Exit
 from milabox.errors import ConfigError
-from milabox.netconfig import discover
-from milabox.render import benchmark_tag
-from milabox.report import summarize
-from milabox.results import load_run
-from milabox.run import Attempt, container_request
-from milabox.vendors import get_vendor
+from milabox.execution import multinode as mn
+from milabox.execution.local import Attempt, container_request
+from milabox.images.build import build
+from milabox.images.render import benchmark_tag
+from milabox.images.sources import discover
+from milabox.reporting.summary import summarize
+from milabox.rundir.read import load_run
 
 MILABOX = [sys.executable, "-m", "milabox"]
 CPU = get_vendor("cpu")
@@ -179,7 +179,7 @@ def ddp_benchmark(engine, benchmarks_copy, tmp_path):
 @pytest.mark.engine
 def test_two_containers_as_two_nodes_train_one_ddp_model_and_report_one_rate(engine, ddp_benchmark, tmp_path):
     port = _free_port()
-    env = {**os.environ, "MILABOX_BENCHMARKS": str(ddp_benchmark)}
+    env = {**os.environ, "MILABOX_SUITE": str(ddp_benchmark)}
     nodes = ["--nodes", "127.0.0.1,127.0.0.1", "--master-port", str(port)]
     procs = [subprocess.Popen([*MILABOX, "run", "ddpsmoke", *nodes, "--node-rank", str(rank),
                                "--run-dir", str(tmp_path / f"node{rank}")], env=env, stdout=subprocess.PIPE,
@@ -230,7 +230,7 @@ def test_slurm_tasks_of_a_two_node_job_join_one_ddp_run(engine, ddp_benchmark, s
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text(json.dumps({"format": 1, "benchmarks": ["ddpsmoke"], "status": "running"}))
     node = slurm_cluster.node  # resolves to this host, so both containers meet at node rank 0's address
-    job = {**slurm_cluster.env, "MILABOX_BENCHMARKS": str(ddp_benchmark), "SLURM_JOB_ID": "7", "SLURM_NNODES": "2",
+    job = {**slurm_cluster.env, "MILABOX_SUITE": str(ddp_benchmark), "SLURM_JOB_ID": "7", "SLURM_NNODES": "2",
            "SLURM_JOB_NODELIST": f"{node},{node}", "MILABOX_MASTER_PORT": str(_free_port())}
     procs = [subprocess.Popen([*MILABOX, "slurm", "run-job", "ddpsmoke", "--run-dir", str(run_dir)],
                               env={**job, "SLURM_NODEID": str(rank)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from milabox.benchmarks import all_benchmarks
-from milabox.console import RunDisplay
-from milabox.run import Attempt
+from milabox.cli.display import RunDisplay
+from milabox.definitions.benchmarks import all_benchmarks
+from milabox.execution.local import Attempt
 
 
 def test_run_display_names_benchmark_repeat_and_estimates_time_left(capsys):

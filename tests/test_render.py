@@ -11,12 +11,12 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from milabox import render
-from milabox.benchmarks import all_benchmarks
-from milabox.build import groups_of
+from milabox.definitions.benchmarks import all_benchmarks
+from milabox.definitions.vendors import all_vendors
 from milabox.errors import ConfigError
-from milabox.netconfig import PackageSources
-from milabox.vendors import all_vendors
+from milabox.images import render
+from milabox.images.build import groups_of
+from milabox.images.sources import PackageSources
 
 GOLDEN = Path(__file__).parent / "golden"
 VENDORS = all_vendors()
@@ -80,7 +80,7 @@ def test_runtime_image_installs_the_hashed_lock_from_the_vendor_index_or_a_wheel
 
 def test_templates_use_strict_undefined(monkeypatch, tmp_path):
     (tmp_path / "runtime.Dockerfile.j2").write_text("FROM {{ no_such_thing }}\n")
-    monkeypatch.setattr(render, "IMAGES_DIR", tmp_path)
+    monkeypatch.setattr(render, "TEMPLATES_DIR", tmp_path)
     with pytest.raises(ConfigError, match="no_such_thing"):
         render.render_runtime(VENDORS["cpu"])
     assert render._env().undefined is jinja2.StrictUndefined

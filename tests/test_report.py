@@ -16,8 +16,8 @@ import pytest
 from runfolders import T0, write_attempt, write_manifest, write_telemetry
 
 from milabox.errors import MilaboxError, ResultsError
-from milabox.report import COLUMNS, CSV_COLUMNS, FORMATS, format_report, summarize
-from milabox.results import SKIPPED_BY_REPORTS, load_run, write_json_atomic
+from milabox.reporting.summary import COLUMNS, CSV_COLUMNS, FORMATS, format_report, summarize
+from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run, write_json_atomic
 
 
 def bench_row(summary, name):
@@ -526,7 +526,7 @@ def test_events_with_a_blank_line_read_the_same_as_without(tmp_path):
 
 
 def test_sem_pct_of_matches_the_report(tmp_path):
-    from milabox.stats import sem_pct_of
+    from milabox.reporting.stats import sem_pct_of
 
     assert sem_pct_of([5.0]) is None  # one attempt: no spread across repeats yet
     assert sem_pct_of([100.0, 110.0, 90.0]) == pytest.approx(10 / math.sqrt(3))
@@ -537,7 +537,7 @@ def test_sem_pct_of_matches_the_report(tmp_path):
 def test_t_quantile_table_matches_scipy():
     from scipy.special import stdtrit
 
-    from milabox.stats import t_quantile
+    from milabox.reporting.stats import t_quantile
 
     for df in range(1, 200):  # the table (1..120) and beyond it
         assert t_quantile(df) == pytest.approx(float(stdtrit(df, 0.975)), rel=1e-13), df

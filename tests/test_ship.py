@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from milabox.baseimage import resolve_base
-from milabox.benchmarks import all_benchmarks, select
-from milabox.build import build
-from milabox.engine import Engine
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import get_vendor
+from milabox.engine.docker import Engine
 from milabox.errors import EngineError
-from milabox.netconfig import discover
-from milabox.render import benchmark_tag, runtime_tag
-from milabox.vendors import get_vendor
+from milabox.images.base import resolve_base
+from milabox.images.build import build
+from milabox.images.render import benchmark_tag, runtime_tag
+from milabox.images.sources import discover
 
 pytestmark = pytest.mark.engine
 CPU = get_vendor("cpu")

@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture)
 
-from milabox import multinode as mn
-from milabox import slurm
-from milabox.benchmarks import all_benchmarks, select
-from milabox.build import build
+from milabox.cluster import slurm
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import all_vendors, get_vendor
 from milabox.errors import ConfigError, RunError
-from milabox.netconfig import discover
-from milabox.render import benchmark_tag
-from milabox.results import load_run
-from milabox.vendors import all_vendors, get_vendor
+from milabox.execution import multinode as mn
+from milabox.images.build import build
+from milabox.images.render import benchmark_tag
+from milabox.images.sources import discover
+from milabox.rundir.read import load_run
 
 GOLDEN = Path(__file__).parent / "golden" / "slurm"
 MILABOX = [sys.executable, "-m", "milabox"]
@@ -348,7 +348,7 @@ def hang_benchmark(engine, benchmarks_copy, tmp_path):
 @pytest.mark.engine
 def test_ctrl_c_cancels_the_jobs_and_keeps_every_row(engine, slurm_cluster, hang_benchmark, tmp_path):  # noqa: F811
     run_dir = tmp_path / "run"
-    env = {**slurm_cluster.env, "MILABOX_BENCHMARKS": str(hang_benchmark)}
+    env = {**slurm_cluster.env, "MILABOX_SUITE": str(hang_benchmark)}
     proc = subprocess.Popen([*MILABOX, "slurm", "submit", "slurmhang", "--run-dir", str(run_dir), "--poll-interval",
                              "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

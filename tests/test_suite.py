@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from milabox.benchmarks import all_benchmarks, select
+from milabox.definitions.benchmarks import all_benchmarks, select
+from milabox.definitions.vendors import get_vendor
 from milabox.errors import ConfigError, UnknownBenchmark
-from milabox.lock import check_lock, lock_inputs, read_pins
-from milabox.vendors import get_vendor
+from milabox.images.lock import check_lock, lock_inputs, read_pins
 
 PROJECT = Path(__file__).resolve().parent.parent
 FAMILIES = {"matmul", "vision", "nlp", "llm", "generative", "graph", "rl", "recsys", "multi-device"}
@@ -85,7 +85,7 @@ def test_readme_benchmark_table_is_current():
 
 @pytest.mark.parametrize("vendor_name", ["cuda", "rocm", "xpu"])
 def test_every_full_size_is_a_valid_container_request_for_gpu_vendors(vendor_name, tmp_path):
-    from milabox.run import Attempt, container_request
+    from milabox.execution.local import Attempt, container_request
     vendor = get_vendor(vendor_name)
     for bench in all_benchmarks().values():
         if not bench.supports(vendor.name):
@@ -103,7 +103,7 @@ class _Quiet:
 
 
 def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
-    from milabox.engine import ContainerRequest
+    from milabox.engine.docker import ContainerRequest
     log = tmp_path / f"freeze-{abs(hash(image))}.log"
     request = ContainerRequest(image=image, command=("pip", "freeze"), labels={"milabox.benchmark": "pip-freeze"})
     with open(log, "wb") as out, engine.container(request) as container:
@@ -115,9 +115,9 @@ def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
 @pytest.mark.engine
 def test_two_builds_from_the_same_lock_freeze_the_same(engine, tmp_path):
     """The runtime image built again from scratch (no cache) from the same lock: identical `pip freeze`."""
-    from milabox.build import build_runtime
-    from milabox.netconfig import discover
-    from milabox.render import runtime_tag
+    from milabox.images.build import build_runtime
+    from milabox.images.render import runtime_tag
+    from milabox.images.sources import discover
     cpu = get_vendor("cpu")
     first = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path)
     again_tag = "milabox-test/runtime-again:cpu"

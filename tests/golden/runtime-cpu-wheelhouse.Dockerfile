@@ -24,7 +24,7 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 
 # Every benchmark's Python dependencies and the exact torch, resolved jointly for this vendor and pinned
-# with hashes (vendor_bases/locks/cpu.txt): heavy libraries are installed once, here.
+# with hashes (milabox/vendors/locks/cpu.txt): heavy libraries are installed once, here.
 COPY requirements.lock /opt/milabox/requirements.lock
 COPY wheelhouse/ /opt/milabox/wheelhouse/
 # Benchmark images install against the frozen versions: nothing later can swap torch out.

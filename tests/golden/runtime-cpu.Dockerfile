@@ -28,7 +28,7 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 
 # Every benchmark's Python dependencies and the exact torch, resolved jointly for this vendor and pinned
-# with hashes (vendor_bases/locks/cpu.txt): heavy libraries are installed once, here.
+# with hashes (milabox/vendors/locks/cpu.txt): heavy libraries are installed once, here.
 COPY requirements.lock /opt/milabox/requirements.lock
 # Benchmark images install against the frozen versions: nothing later can swap torch out.
 RUN pip install --no-cache-dir --require-hashes -r /opt/milabox/requirements.lock \

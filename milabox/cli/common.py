@@ -1,0 +1,41 @@
+"""CLI commands, one module per area; registered in milabox/cli.py (which alone turns errors into exit codes)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+# Exit codes of every command (the README's "Exit codes" table says the same to users).
+EXIT_OK = 0  # done; for a run: every attempt passed
+EXIT_FAILED = 1  # the run ended, but some benchmark attempts failed (their rows say why)
+EXIT_ERROR = 2  # usage, input or set-up error: one line says what to fix (click's usage errors use 2 too)
+EXIT_REGRESSION = 3  # compare --fail-on-regression found a regression
+EXIT_INTERNAL = 70  # a bug in milabox (sysexits' EX_SOFTWARE); MILABOX_DEBUG=1 shows the traceback
+EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention)
+
+
+def exit_for_run(folder: Path) -> None:
+    """End the command with the run folder's exit code: interrupted, some attempts failed, or (returning) all passed."""
+    from milabox.rundir.read import load_run
+    if json.loads((folder / "manifest.json").read_text()).get("status") == "interrupted":
+        sys.exit(EXIT_INTERRUPTED)
+    if any(a.record.status != "ok" for a in load_run(folder).attempts):
+        sys.exit(EXIT_FAILED)
+
+
+def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--env KEY=VALUE`` options as a dict.
+
+    Raises:
+        click.BadParameter: a pair has no ``=`` or no key.
+    """
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
+        env[key] = value
+    return env

@@ -1,0 +1,202 @@
+"""Vendors: one data file each in milabox/vendors/. What differs between CPU, CUDA, ROCm and XPU is data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from milabox.definitions.toml import Fields, read_toml
+from milabox.errors import ConfigError, UnknownVendor
+from milabox.resources import package_path
+
+DEVICE_SELECTIONS = ("none", "device_requests", "env")
+
+
+@dataclass(frozen=True)
+class LocalBase:
+    """How to make a vendor's base image locally with debootstrap when no registry can be reached.
+
+    Attributes:
+        tag: image tag given to the imported root filesystem.
+        suite: Debian suite (default ``bookworm``).
+        variant: debootstrap variant (default ``minbase``).
+        mirror: Debian mirror URL (default ``http://deb.debian.org/debian``).
+    """
+
+    tag: str
+    suite: str = "bookworm"
+    variant: str = "minbase"
+    mirror: str = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """The container request that hands a vendor's devices to a container.
+
+    Attributes:
+        gpu_request: ask for GPUs through a device request (NVIDIA Container Toolkit; default false).
+        devices: device nodes passed through, e.g. ``/dev/kfd`` (default none).
+        group_add: groups the container user joins, e.g. ``video`` (default none).
+        group_add_device_owners: also join the host groups owning each passed device node (default false).
+        security_opt: e.g. ``seccomp=unconfined`` (default none).
+        ipc_mode: e.g. ``host`` (default: the engine's).
+        shm_size: e.g. ``8g`` (default: the engine's).
+        volumes: host path -> container path, mounted read-only where the host has the path (default none).
+    """
+
+    gpu_request: bool = False
+    devices: tuple[str, ...] = ()
+    group_add: tuple[str, ...] = ()
+    group_add_device_owners: bool = False
+    security_opt: tuple[str, ...] = ()
+    ipc_mode: str = ""
+    shm_size: str = ""
+    volumes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Vendor:
+    """One vendor (a platform such as ``rocm``, known also by its maker such as ``amd``).
+
+    Attributes:
+        name: platform name: the file's stem and the name in image tags.
+        maker: hardware maker, accepted as an alias of ``name``.
+        description: one line for listings.
+        base_image: image the runtime image starts FROM (``name:tag`` or ``name:tag@sha256:...``).
+        system_packages: apt packages installed into the runtime image (Python and drivers' user space).
+        torch_version: exact torch version, e.g. ``2.13.0`` or ``2.13.0+cpu``.
+        torch_index: the vendor's torch wheel index URL.
+        device_selection: ``none``, ``device_requests`` (NVIDIA ids) or ``env`` (``device_env``).
+        device_env: environment variable that selects devices inside the container.
+        telemetry: name of the host telemetry backend (nvml, amdsmi, xpu-smi, psutil).
+        python_version: the image's Python (``3.11`` on Debian bookworm, ``3.12`` on Ubuntu 24.04): locks
+            are resolved for it.
+        python_platform: the image's platform as uv names it (default ``x86_64-manylinux_2_28``).
+        passthrough: the device passthrough request.
+        local_base: debootstrap recipe for a locally made base, or None.
+        path: the data file.
+    """
+
+    name: str
+    maker: str
+    description: str
+    base_image: str
+    system_packages: tuple[str, ...]
+    torch_version: str
+    torch_index: str
+    device_selection: str
+    device_env: str
+    telemetry: str
+    python_version: str = "3.11"
+    python_platform: str = "x86_64-manylinux_2_28"
+    passthrough: Passthrough = field(default_factory=Passthrough)
+    local_base: LocalBase | None = None
+    path: Path = Path()
+
+
+def vendors_dir() -> Path:
+    """Folder of vendor data files: ``$MILABOX_VENDORS`` or the package's ``vendors/``."""
+    return Path(os.environ.get("MILABOX_VENDORS") or package_path("vendors"))
+
+
+def load_vendor_file(path: Path) -> Vendor:
+    """Read and validate one vendor data file.
+
+    Args:
+        path: a ``vendors/<name>.toml`` file.
+
+    Returns:
+        The vendor.
+
+    Raises:
+        ConfigError: the file is unreadable or a field is missing or invalid (the message names it).
+    """
+    f = Fields(path, read_toml(path))
+    name = f.get("name", str)
+    if name != path.stem:
+        raise f.fail("name", f"is {name!r} but the file is {path.name}; they must match")
+    pt = f.sub("passthrough")
+    volumes = pt.get("volumes", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) and v.startswith("/") for k, v in volumes.items()):
+        raise pt.fail("volumes", "must map host paths to absolute container paths (strings)")
+    passthrough = Passthrough(
+        gpu_request=pt.get("gpu_request", bool, False),
+        devices=tuple(pt.strings("devices")),
+        group_add=tuple(pt.strings("group_add")),
+        group_add_device_owners=pt.get("group_add_device_owners", bool, False),
+        security_opt=tuple(pt.strings("security_opt")),
+        ipc_mode=pt.get("ipc_mode", str, ""),
+        shm_size=pt.get("shm_size", str, ""),
+        volumes=tuple(sorted(volumes.items())),
+    )
+    pt.reject_unknown()
+    local_base = None
+    if "local_base" in f.table:
+        lb = f.sub("local_base")
+        local_base = LocalBase(tag=lb.get("tag", str), suite=lb.get("suite", str, "bookworm"),
+                               variant=lb.get("variant", str, "minbase"),
+                               mirror=lb.get("mirror", str, "http://deb.debian.org/debian"))
+        lb.reject_unknown()
+    vendor = Vendor(
+        name=name,
+        maker=f.get("maker", str),
+        description=f.get("description", str),
+        base_image=f.get("base_image", str),
+        system_packages=tuple(f.strings("system_packages")),
+        torch_version=f.get("torch_version", str),
+        torch_index=f.get("torch_index", str),
+        device_selection=f.get("device_selection", str, choices=DEVICE_SELECTIONS),
+        device_env=f.get("device_env", str, ""),
+        telemetry=f.get("telemetry", str),
+        python_version=f.get("python_version", str),
+        python_platform=f.get("python_platform", str, "x86_64-manylinux_2_28"),
+        passthrough=passthrough,
+        local_base=local_base,
+        path=path,
+    )
+    if vendor.device_selection == "env" and not vendor.device_env:
+        raise f.fail("device_env", "is empty but device_selection is 'env'; name the variable that selects devices")
+    f.reject_unknown()
+    return vendor
+
+
+def all_vendors(folder: Path | None = None) -> dict[str, Vendor]:
+    """Load every vendor data file.
+
+    Args:
+        folder: where the files are (default: :func:`vendors_dir`).
+
+    Returns:
+        Vendors by platform name, sorted.
+
+    Raises:
+        ConfigError: a file is invalid, or two vendors claim the same maker.
+    """
+    folder = folder or vendors_dir()
+    vendors = {p.stem: load_vendor_file(p) for p in sorted(Path(folder).glob("*.toml"))}
+    if not vendors:
+        raise ConfigError(f"{folder}: no vendor data files (*.toml) found")
+    return vendors
+
+
+def get_vendor(name: str, folder: Path | None = None) -> Vendor:
+    """Find a vendor by platform (``cuda``, ``rocm``, ``xpu``, ``cpu``) or maker (``nvidia``, ``amd``, ``intel``).
+
+    Args:
+        name: platform or maker, case-insensitive.
+        folder: where the vendor files are (default: :func:`vendors_dir`).
+
+    Returns:
+        The vendor.
+
+    Raises:
+        UnknownVendor: no vendor has that platform or maker name (the message lists the valid ones).
+    """
+    vendors = all_vendors(folder)
+    key = name.strip().lower()
+    for vendor in vendors.values():
+        if key in (vendor.name, vendor.maker):
+            return vendor
+    valid = ", ".join(f"{v.name} ({v.maker})" if v.maker != v.name else v.name for v in vendors.values())
+    raise UnknownVendor(f"unknown vendor {name!r}; valid: {valid}")

@@ -1,0 +1,248 @@
+"""Provenance: facts about this milabox (image labels, manifests) and one record per run (``provenance.json``).
+
+The run record holds what a reader needs to trust and reproduce the numbers: host CPU, memory, OS and
+kernel; devices (model, count, driver, firmware, power limit and clocks where the telemetry backend can
+read them); each image's id, digests, torch build and package list (read from the image without
+running it); milabox version and commit; the exact command; each attempt's container request and an
+equivalent ``docker run`` line.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tabulate import tabulate
+
+from milabox import __version__
+from milabox.errors import EngineError, ResultsError
+from milabox.resources import INSTALL_ROOT
+
+if TYPE_CHECKING:
+    from milabox.engine.docker import ContainerRequest, Engine
+    from milabox.execution.telemetry import Telemetry
+
+PROVENANCE_NAME = "provenance.json"
+PROVENANCE_FORMAT = 1
+#: ``pip freeze`` of the runtime image, inherited by every benchmark image (images/runtime.Dockerfile.j2).
+PACKAGES_PATH = "/opt/milabox/runtime-constraints.txt"
+
+
+
+@functools.cache
+def source_commit(*paths: str) -> str:
+    """The git commit milabox runs from, with ``-dirty`` when files differ from it; ``unknown`` outside git.
+
+    Args:
+        paths: limit to the last commit that changed these paths (relative to the project). Image labels use
+            this, so an image's id changes only when its own sources do and unrelated commits keep the cache.
+    """
+    git = ["git", "-C", str(INSTALL_ROOT)]
+    try:
+        head = subprocess.run([*git, "log", "-1", "--format=%H", "--", *paths] if paths else [*git, "rev-parse",
+                              "HEAD"], capture_output=True, text=True, timeout=10, check=False)
+        if head.returncode != 0 or not head.stdout.strip():
+            return "unknown"
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True,
+                               timeout=10, check=False).stdout.strip()
+        return head.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def host_facts() -> dict[str, str]:
+    """Host name and milabox version, as recorded in every manifest."""
+    return {"host": socket.gethostname(), "milabox_version": __version__, "source_commit": source_commit()}
+
+
+def host_details() -> dict[str, Any]:
+    """The host: name, CPU model and cores, memory, OS, kernel, architecture, Python.
+
+    Returns:
+        JSON-ready facts (None where unreadable).
+    """
+    from milabox.execution.telemetry.cpu import cpu_model
+    try:
+        os_name = platform.freedesktop_os_release().get("PRETTY_NAME")
+    except OSError:
+        os_name = None
+    try:
+        import psutil
+        memory_mb: float | None = round(psutil.virtual_memory().total / 2**20, 1)
+        physical = psutil.cpu_count(logical=False)
+    except ImportError:
+        memory_mb, physical = None, None
+    return {"hostname": socket.gethostname(), "cpu_model": cpu_model(), "cpu_cores_logical": os.cpu_count(),
+            "cpu_cores_physical": physical, "memory_total_mb": memory_mb,
+            "os": os_name or f"{platform.system()} {platform.release()}", "kernel": platform.release(),
+            "kernel_build": platform.version(), "arch": platform.machine(), "python": platform.python_version()}
+
+
+def _engine_facts(engine: Engine) -> dict[str, Any]:
+    try:
+        v = engine.version()
+    except Exception as e:  # noqa: BLE001 (docker-py and requests errors alike: provenance is best effort)
+        return {"error": str(e)[:200]}
+    return {"version": v.get("Version"), "api_version": v.get("ApiVersion"), "os": v.get("Os"),
+            "arch": v.get("Arch"), "kernel": v.get("KernelVersion")}
+
+
+def image_facts(engine: Engine, ref: str, package_cache: dict[str, list[str] | None] | None = None) -> dict[str, Any]:
+    """An image's id, digests, milabox and OCI labels, torch build and package list.
+
+    Args:
+        engine: the engine.
+        ref: the image (tag, or ``name@sha256:...`` after a push or pull).
+        package_cache: package lists already read, by the image's runtime image id (benchmark images of one
+            runtime share its list: they add only code).
+
+    Returns:
+        JSON-ready facts; ``packages`` is the image's ``pip freeze`` (None when unreadable).
+    """
+    try:
+        info = engine.image(ref)
+    except EngineError as e:
+        return {"ref": ref, "error": str(e)}
+    if info is None:
+        return {"ref": ref, "error": "image not present"}
+    labels = {k: v for k, v in sorted(info.labels.items()) if k.startswith(("milabox.", "org.opencontainers."))}
+    key = labels.get("milabox.runtime_image_id") or info.id
+    cache = package_cache if package_cache is not None else {}
+    if key not in cache:
+        try:
+            raw = engine.read_image_files(ref, [PACKAGES_PATH])[PACKAGES_PATH]
+        except EngineError:
+            raw = None
+        cache[key] = [ln.strip() for ln in raw.decode(errors="replace").splitlines() if ln.strip()] if raw else None
+    packages = cache[key]
+    torch = labels.get("milabox.torch") or next((p.split("==", 1)[1] for p in packages or []
+                                                 if p.lower().startswith("torch==")), None)
+    return {"ref": ref, "tags": list(info.tags), "id": info.id, "digests": list(info.digests), "labels": labels,
+            "torch": {"version": torch, "build": torch.split("+", 1)[1] if torch and "+" in torch else None},
+            "packages": packages}
+
+
+def collect(engine: Engine, *, images: dict[str, str], telemetry: Telemetry | None,
+            attempts: Sequence[tuple[str, ContainerRequest]], command: Sequence[str],
+            settings: dict[str, Any]) -> dict[str, Any]:
+    """The provenance record of one run.
+
+    Args:
+        engine: the engine.
+        images: image group -> reference (tag or digest reference) the run starts.
+        telemetry: the run's open telemetry (its backends describe the devices); None: no device facts.
+        attempts: (attempt folder, container request) of each planned attempt.
+        command: the exact command line.
+        settings: the run's options (vendor, size, repeat, devices...).
+
+    Returns:
+        JSON-ready data (see docs/results-format.md, provenance.json).
+    """
+    cache: dict[str, list[str] | None] = {}
+    devices = telemetry.describe() if telemetry is not None else {}
+    return {
+        "format": PROVENANCE_FORMAT, "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "milabox": {"version": __version__, "source_commit": source_commit(), "python": sys.version.split()[0]},
+        "command": list(command), "working_dir": os.getcwd(), "settings": settings,
+        "host": host_details(), "engine": _engine_facts(engine),
+        "devices": {"telemetry_backend": telemetry.name if telemetry else None, "backends": devices},
+        "images": {group: image_facts(engine, tag, cache) for group, tag in images.items()},
+        "attempts": [{"folder": folder, "container_request": request.to_dict(),
+                      "reproduce": request.docker_run_command()} for folder, request in attempts],
+    }
+
+
+def load_provenance(run_dir: Path) -> dict[str, Any]:
+    """Read a run folder's ``provenance.json``.
+
+    Raises:
+        ResultsError: the file is missing (runs made before provenance was recorded) or is not a JSON object.
+    """
+    path = Path(run_dir) / PROVENANCE_NAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: missing (the run folder has no provenance record; runs made before "
+                           "milabox recorded provenance do not)") from None
+    except (OSError, ValueError) as e:
+        raise ResultsError(f"{path}: unreadable ({e})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a JSON object")
+    return data
+
+
+def _value(v: Any) -> str:
+    if v is None or v == "" or v == [] or v == {}:
+        return "-"
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_value(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return ", ".join(map(_value, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return tabulate([[k, _value(v)] for k, v in d.items()], tablefmt="plain")
+
+
+def _indent(text: str) -> str:
+    return textwrap.indent(text, "  ")
+
+
+def format_provenance(data: dict[str, Any], title: str = "") -> str:
+    """A provenance record as readable text: key-value tables, one table of devices, images, attempts.
+
+    Args:
+        data: what :func:`load_provenance` returned.
+        title: a heading, e.g. the run folder.
+
+    Returns:
+        The text (no trailing newline).
+    """
+    milabox = data.get("milabox") or {}
+    out = [f"Provenance{' of ' + title if title else ''} (recorded {data.get('created', '?')})",
+           f"milabox {milabox.get('version', '?')}, source commit {milabox.get('source_commit', '?')}",
+           "command: " + " ".join(data.get("command") or []), ""]
+    for heading, key in (("settings", "settings"), ("host", "host"), ("container engine", "engine")):
+        if isinstance(data.get(key), dict) and data[key]:
+            shown = {k: v for k, v in data[key].items() if k != "command"}  # already on its own line
+            out += [heading, _indent(_pairs(shown)), ""]
+    devices = data.get("devices") or {}
+    for name, facts in (devices.get("backends") or {}).items():
+        rows = facts.get("devices") if isinstance(facts, dict) else None
+        shared = {k: v for k, v in (facts or {}).items() if k != "devices"} if isinstance(facts, dict) else {}
+        out.append(f"devices via {name}: {len(rows or [])}" + (f" ({_value(shared)})" if shared else ""))
+        if rows:
+            keys = list(dict.fromkeys(k for r in rows for k in r if k != "discovery"))
+            out.append(_indent(tabulate([[_value(r.get(k)) for k in keys] for r in rows], headers=keys)))
+        out.append("")
+    images = data.get("images") or {}
+    if images:
+        out.append("images")
+        out.append(_indent(tabulate(
+            [[g, i.get("ref"), (i.get("id") or "-")[:19], _value(i.get("digests")),
+              (i.get("labels") or {}).get("milabox.source_commit", "-")[:12],
+              _value((i.get("torch") or {}).get("version")), len(i.get("packages") or [])] for g, i in images.items()],
+            headers=["group", "image", "id", "digests", "sources", "torch", "packages"])))
+        for group, info in images.items():
+            if info.get("packages"):
+                out.append(f"  packages of {group}:")
+                out.append(textwrap.fill(", ".join(info["packages"]), 110, initial_indent="    ",
+                                         subsequent_indent="    "))
+        out.append("")
+    attempts = data.get("attempts") or []
+    if attempts:
+        out.append(f"attempts ({len(attempts)}): reproduce each with")
+        for a in attempts:
+            out += [f"  {a.get('folder')}:", f"    {a.get('reproduce')}"]
+    return "\n".join(out).rstrip()

@@ -1,0 +1,87 @@
+"""Rendering Dockerfiles from the Jinja templates in milabox/images/templates/. Python decides what goes in; templates say how."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import jinja2
+
+from milabox import __version__
+from milabox.definitions.benchmarks import Benchmark
+from milabox.definitions.vendors import Vendor
+from milabox.errors import ConfigError
+from milabox.images.sources import PackageSources
+from milabox.resources import package_path
+
+TEMPLATES_DIR = package_path("images", "templates")
+REPOSITORY = "milabox"
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def runtime_tag(vendor: Vendor) -> str:
+    """Tag of a vendor's runtime image, e.g. ``milabox/runtime:cpu-0.1.0``."""
+    return f"{REPOSITORY}/runtime:{vendor.name}-{__version__}"
+
+
+def benchmark_tag(group: str, vendor: Vendor) -> str:
+    """Tag of a benchmark group's image, e.g. ``milabox/bert:cpu-0.1.0``."""
+    return f"{REPOSITORY}/{group}:{vendor.name}-{__version__}"
+
+
+def dockerfile_hash(text: str) -> str:
+    """Short content hash of a rendered Dockerfile (an image label; tells which rendering built an image)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _render(template: str, **context: object) -> str:
+    try:
+        return _env().get_template(template).render(version=__version__, **context)
+    except jinja2.UndefinedError as e:
+        raise ConfigError(f"images/{template}: {e.message}") from None
+    except jinja2.TemplateError as e:
+        raise ConfigError(f"images/{template}: {e}") from None
+
+
+def render_runtime(vendor: Vendor, base_image: str | None = None, sources: PackageSources | None = None,
+                   torch_wheels: Sequence[str] = ()) -> str:
+    """Render a vendor's runtime Dockerfile.
+
+    Args:
+        vendor: the vendor.
+        base_image: image to start FROM (default: the vendor's ``base_image``).
+        sources: package index, CA bundle (default: PyPI, no CA bundle).
+        torch_wheels: torch wheel file names copied into the build from a wheelhouse; none means the
+            vendor's torch index is used.
+
+    Returns:
+        The Dockerfile text.
+
+    Raises:
+        ConfigError: the template refers to something not given.
+    """
+    return _render("runtime.Dockerfile.j2", vendor=vendor, base_image=base_image or vendor.base_image,
+                   sources=sources or PackageSources(), torch_wheels=list(torch_wheels))
+
+
+def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
+    """Render the Dockerfile of one benchmark group (all its variants share the image).
+
+    Args:
+        benchmarks: the group's benchmarks (at least one).
+        vendor: the vendor.
+
+    Returns:
+        The Dockerfile text.
+
+    Raises:
+        ConfigError: the template refers to something not given.
+    """
+    first = benchmarks[0]
+    return _render("benchmark.Dockerfile.j2", vendor=vendor, runtime_image=runtime_tag(vendor), group=first.group,
+                   names=[b.name for b in benchmarks], description=first.group_description,
+                   entry=first.entry)
