@@ -25,6 +25,10 @@ class BaseImageMissing(MilaboxError):
     """A vendor's base image is not present and cannot be pulled."""
 
 
+class ImageNotBuilt(MilaboxError):
+    """An image a command needs is not on the engine; the message says how to build, load or pull it."""
+
+
 class BuildError(MilaboxError):
     """An image build failed; the message names the benchmark and the failing step."""
 

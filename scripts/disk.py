@@ -11,8 +11,7 @@ import sys
 from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import get_vendor
 from milabox.engine.docker import Engine
-from milabox.images.build import groups_of
-from milabox.images.render import benchmark_tag, runtime_tag
+from milabox.images.naming import benchmark_tag, groups_of, runtime_tag
 
 MB = 1e6
 

@@ -22,7 +22,8 @@ from milabox.definitions.vendors import get_vendor
 from milabox.engine.docker import CONTAINER_LABEL
 from milabox.execution.local import Attempt, RunOptions, container_request, run
 from milabox.images.build import build
-from milabox.images.render import benchmark_tag, dockerfile_hash, render_benchmark, runtime_tag
+from milabox.images.naming import benchmark_tag, runtime_tag
+from milabox.images.render import dockerfile_hash, render_benchmark
 from milabox.images.sources import discover
 from milabox.reporting.summary import format_report, summarize
 from milabox.rundir.read import load_run

@@ -19,7 +19,7 @@ from milabox.errors import ConfigError
 from milabox.execution import multinode as mn
 from milabox.execution.local import Attempt, container_request
 from milabox.images.build import build
-from milabox.images.render import benchmark_tag
+from milabox.images.naming import benchmark_tag
 from milabox.images.sources import discover
 from milabox.reporting.summary import summarize
 from milabox.rundir.read import load_run

@@ -15,7 +15,7 @@ from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import all_vendors
 from milabox.errors import ConfigError
 from milabox.images import render
-from milabox.images.build import groups_of
+from milabox.images.naming import groups_of
 from milabox.images.sources import PackageSources
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -25,7 +25,7 @@ from milabox.engine.docker import Engine
 from milabox.errors import EngineError
 from milabox.images.base import resolve_base
 from milabox.images.build import build
-from milabox.images.render import benchmark_tag, runtime_tag
+from milabox.images.naming import benchmark_tag, runtime_tag
 from milabox.images.sources import discover
 
 pytestmark = pytest.mark.engine

@@ -22,7 +22,7 @@ from milabox.definitions.vendors import all_vendors, get_vendor
 from milabox.errors import ConfigError, RunError
 from milabox.execution import multinode as mn
 from milabox.images.build import build
-from milabox.images.render import benchmark_tag
+from milabox.images.naming import benchmark_tag
 from milabox.images.sources import discover
 from milabox.rundir.read import load_run
 

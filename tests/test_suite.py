@@ -116,7 +116,7 @@ def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
 def test_two_builds_from_the_same_lock_freeze_the_same(engine, tmp_path):
     """The runtime image built again from scratch (no cache) from the same lock: identical `pip freeze`."""
     from milabox.images.build import build_runtime
-    from milabox.images.render import runtime_tag
+    from milabox.images.naming import runtime_tag
     from milabox.images.sources import discover
     cpu = get_vendor("cpu")
     first = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path)

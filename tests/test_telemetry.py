@@ -450,7 +450,7 @@ def test_report_provenance_of_a_run_without_one_is_one_line(tmp_path):
 @pytest.mark.engine
 def test_docker_run_command_creates_the_same_container(engine, tmp_path):
     from milabox.definitions.vendors import get_vendor
-    from milabox.images.render import runtime_tag
+    from milabox.images.naming import runtime_tag
     request = ContainerRequest(image=runtime_tag(get_vendor("cpu")), command=("python", "-c", "print('hi there')"),
                                environment={"MILABOX_CONFIG": '{"n": 1, "s": "a b"}'}, user="1234:1234",
                                mounts=(BindMount(str(tmp_path), "/results", read_only=False),), shm_size="64m",
@@ -475,7 +475,7 @@ def test_docker_run_command_creates_the_same_container(engine, tmp_path):
 @pytest.mark.engine
 def test_image_files_are_read_without_running_the_image(engine):
     from milabox.definitions.vendors import get_vendor
-    from milabox.images.render import runtime_tag
+    from milabox.images.naming import runtime_tag
     tag = runtime_tag(get_vendor("cpu"))
     files = engine.read_image_files(tag, [PACKAGES_PATH, "/no/such/file", "/opt/milabox"])
     assert b"torch==" in files[PACKAGES_PATH]
@@ -488,7 +488,7 @@ def test_a_real_run_writes_telemetry_and_provenance(engine, tmp_path):
     from milabox.definitions.benchmarks import all_benchmarks, select
     from milabox.definitions.vendors import get_vendor
     from milabox.execution.local import RunOptions, run
-    from milabox.images.render import benchmark_tag
+    from milabox.images.naming import benchmark_tag
     cpu = get_vendor("cpu")
     assert engine.image(benchmark_tag("matmul", cpu)) is not None, "build it first: milabox build matmul"
     with warnings.catch_warnings():

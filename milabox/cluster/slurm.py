@@ -57,7 +57,7 @@ from milabox.execution.local import (
     run_attempt,
 )
 from milabox.execution.provenance import host_facts
-from milabox.images.render import benchmark_tag
+from milabox.images.naming import NamedImage, benchmark_tag, require_built, runnable
 from milabox.resources import package_path
 from milabox.rundir.read import (
     ATTEMPT_DIR_RE,
@@ -358,10 +358,7 @@ def job_scripts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: SlurmO
     """
     check_options(options)
     scripts = []
-    for bench in benchmarks:
-        if not bench.supports(vendor.name):
-            on_skip(bench, bench.excluded_vendors[vendor.name])
-            continue
+    for bench in runnable(benchmarks, vendor, on_skip):
         scripts.append(render_script(bench, vendor, options))
     if not scripts:
         raise RunError(f"nothing to submit: none of the selected benchmarks runs on vendor {vendor.name}")
@@ -779,10 +776,7 @@ def run_job(engine: Engine, bench: Benchmark, vendor: Vendor, run_dir: Path, siz
         spec = None
     target = run_dir / NODES_DIR / f"node{spec.node_rank}" if spec is not None and spec.is_worker else run_dir
     tag = benchmark_tag(bench.group, vendor)
-    info = engine.image(tag)
-    if info is None:
-        raise RunError(f"image {tag} is not on node {socket.gethostname()}; build or load it there "
-                       f"(`milabox build {bench.group} --vendor {vendor.name}`, `milabox load`, `milabox pull`)")
+    info = require_built(engine, NamedImage(bench.group, tag), vendor, where=f"on node {socket.gethostname()}")
     options = RunOptions(size=size, devices=job_devices(vendor, env), run_dir=target,
                          environment=dict(environment or {}), nodes=spec, command=tuple(sys.argv))
     info_slurm = {"job_id": env.get("SLURM_JOB_ID"), "node": socket.gethostname(), "runtime": "docker"}

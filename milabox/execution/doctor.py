@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from milabox.definitions.vendors import Vendor, all_vendors, get_vendor
 from milabox.engine.docker import Engine
 from milabox.errors import EngineError
-from milabox.images.render import runtime_tag
+from milabox.images.naming import runtime_tag
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,7 @@ from milabox.execution.multinode import NodeSpec, judge, node_request
 from milabox.execution.provenance import PROVENANCE_NAME, host_facts
 from milabox.execution.provenance import collect as collect_provenance
 from milabox.execution.telemetry import TELEMETRY_NAME, Telemetry
-from milabox.images.build import groups_of
-from milabox.images.render import benchmark_tag
+from milabox.images.naming import NamedImage, benchmark_tag, groups_of, require_built, runnable
 from milabox.reporting.stats import sem_pct_of
 from milabox.rundir.read import (
     EVENTS_NAME,
@@ -118,10 +117,7 @@ def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunO
     if options.until_sem_pct is not None and not options.until_sem_pct > 0:
         raise ConfigError(f"--until-sem: must be a percentage > 0, not {options.until_sem_pct!r}")
     attempts = []
-    for bench in benchmarks:
-        if not bench.supports(vendor.name):
-            on_skip(bench, bench.excluded_vendors[vendor.name])
-            continue
+    for bench in runnable(benchmarks, vendor, on_skip):
         device_sets: list[tuple[str, ...]] = [()]
         if options.devices:
             device_sets = ([(d,) for d in options.devices] if bench.plan == "per_device"
@@ -332,9 +328,7 @@ def _run(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, option
     images: dict[str, tuple[str, str]] = {}
     for group in groups_of([a.benchmark for a in attempts]):
         tag = benchmark_tag(group, vendor)
-        info = engine.image(tag)
-        if info is None:
-            raise RunError(f"image {tag} is not built; run `milabox build {group} --vendor {vendor.name}`")
+        info = require_built(engine, NamedImage(group, tag), vendor)
         # After a push or pull the image has a registry digest: start and record it by that exact reference.
         images[group] = (info.digest_ref or tag, info.id)
     run_dir = options.run_dir

@@ -20,14 +20,8 @@ from milabox.errors import BuildError
 from milabox.execution.provenance import source_commit
 from milabox.images.base import resolve_base
 from milabox.images.lock import check_lock, lock_path
-from milabox.images.render import (
-    TEMPLATES_DIR,
-    benchmark_tag,
-    dockerfile_hash,
-    render_benchmark,
-    render_runtime,
-    runtime_tag,
-)
+from milabox.images.naming import benchmark_tag, groups_of, runnable, runtime_tag
+from milabox.images.render import TEMPLATES_DIR, dockerfile_hash, render_benchmark, render_runtime
 from milabox.images.sources import PackageSources, torch_wheels
 from milabox.resources import runtime_package
 
@@ -193,14 +187,6 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
                           sources.network_mode, reporter, no_cache)
 
 
-def groups_of(benchmarks: Sequence[Benchmark]) -> dict[str, list[Benchmark]]:
-    """Benchmarks by group (image), keeping order."""
-    groups: dict[str, list[Benchmark]] = {}
-    for bench in benchmarks:
-        groups.setdefault(bench.group, []).append(bench)
-    return groups
-
-
 def build(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, sources: PackageSources,
           reporter: BuildReporter, log_dir: Path, base_image: str | None = None,
           no_cache: bool = False, on_skip: Callable[[Benchmark, str], None] | None = None) -> list[BuildResult]:
@@ -214,12 +200,7 @@ def build(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, sourc
     Raises:
         BaseImageMissing, BuildError: see :func:`build_runtime` and :func:`build_group`.
     """
-    supported = []
-    for bench in benchmarks:
-        if bench.supports(vendor.name):
-            supported.append(bench)
-        elif on_skip:
-            on_skip(bench, bench.excluded_vendors[vendor.name])
+    supported = runnable(benchmarks, vendor, on_skip)
     results = [build_runtime(engine, vendor, sources, reporter, log_dir, base_image, no_cache)]
     for group in groups_of(supported):
         results.append(build_group(engine, group_members(group), vendor, sources, reporter, log_dir, no_cache))

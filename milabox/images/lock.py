@@ -20,6 +20,7 @@ from pathlib import Path
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor, vendors_dir
 from milabox.errors import ConfigError, MilaboxError
+from milabox.images.naming import runnable
 from milabox.images.sources import PackageSources, torch_wheels
 
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s\\;]+)")
@@ -44,9 +45,7 @@ def lock_inputs(vendor: Vendor, benchmarks: Sequence[Benchmark]) -> list[str]:
             package at different versions (the message names both).
     """
     pins: dict[str, tuple[str, str]] = {}
-    for bench in benchmarks:
-        if not bench.supports(vendor.name):
-            continue
+    for bench in runnable(benchmarks, vendor):
         for req in bench.requirements:
             m = _PIN.match(req.strip())
             if not m:

@@ -1,4 +1,4 @@
-"""Rendering Dockerfiles from the Jinja templates in milabox/images/templates/. Python decides what goes in; templates say how."""
+"""Rendering Dockerfiles from the Jinja templates in ``templates/``. Python decides what goes in; templates say how."""
 
 from __future__ import annotations
 
@@ -11,26 +11,14 @@ from milabox import __version__
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.errors import ConfigError
+from milabox.images.naming import runtime_tag
 from milabox.images.sources import PackageSources
 from milabox.resources import package_path
 
 TEMPLATES_DIR = package_path("images", "templates")
-REPOSITORY = "milabox"
-
-
 def _env() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
-
-
-def runtime_tag(vendor: Vendor) -> str:
-    """Tag of a vendor's runtime image, e.g. ``milabox/runtime:cpu-0.1.0``."""
-    return f"{REPOSITORY}/runtime:{vendor.name}-{__version__}"
-
-
-def benchmark_tag(group: str, vendor: Vendor) -> str:
-    """Tag of a benchmark group's image, e.g. ``milabox/bert:cpu-0.1.0``."""
-    return f"{REPOSITORY}/{group}:{vendor.name}-{__version__}"
 
 
 def dockerfile_hash(text: str) -> str:

@@ -28,8 +28,7 @@ from milabox.definitions.vendors import Vendor
 from milabox.engine.docker import Engine
 from milabox.errors import ShipError
 from milabox.execution.provenance import host_facts
-from milabox.images.build import groups_of
-from milabox.images.render import benchmark_tag, runtime_tag
+from milabox.images.naming import NamedImage, images_for, require_built
 from milabox.shipping.archive import (
     ArchiveWriter,
     Part,
@@ -47,47 +46,10 @@ MANIFEST_PART = "bundle.json"
 IMAGES_PART = "images.tar"
 
 
-@dataclass(frozen=True)
-class BundleImage:
-    """One image of a selection.
-
-    Attributes:
-        name: ``runtime`` or the benchmark group.
-        tag: its local tag, e.g. ``milabox/matmul:cpu-0.1.0``.
-    """
-
-    name: str
-    tag: str
-
-
-def images_for(benchmarks: Sequence[Benchmark], vendor: Vendor) -> tuple[list[BundleImage], list[Benchmark]]:
-    """The images a selection needs on a vendor: its runtime image, then one per benchmark group.
-
-    Args:
-        benchmarks: the selection.
-        vendor: the vendor.
-
-    Returns:
-        (images, the benchmarks of the selection that run on the vendor).
-
-    Raises:
-        ShipError: none of the benchmarks runs on the vendor.
-    """
-    supported = [b for b in benchmarks if b.supports(vendor.name)]
-    if not supported:
-        raise ShipError(f"none of the selected benchmarks runs on vendor {vendor.name}; nothing to ship")
-    images = [BundleImage("runtime", runtime_tag(vendor))]
-    images += [BundleImage(group, benchmark_tag(group, vendor)) for group in groups_of(supported)]
-    return images, supported
-
-
-def _describe(engine: Engine, images: Sequence[BundleImage], vendor: Vendor) -> list[dict[str, Any]]:
+def _describe(engine: Engine, images: Sequence[NamedImage], vendor: Vendor) -> list[dict[str, Any]]:
     described = []
     for image in images:
-        info = engine.image(image.tag)
-        if info is None:
-            build = "" if image.name == "runtime" else f" {image.name}"
-            raise ShipError(f"image {image.tag} is not built; run `milabox build{build} --vendor {vendor.name}` first")
+        info = require_built(engine, image, vendor)
         described.append({"name": image.name, "tag": image.tag, "id": info.id, "digests": list(info.digests),
                           "size": info.size, "source_commit": info.labels.get("milabox.source_commit", "")})
     return described

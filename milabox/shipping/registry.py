@@ -16,9 +16,9 @@ from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine.docker import Engine
 from milabox.errors import ConfigError, ShipError
-from milabox.images.render import REPOSITORY
+from milabox.images.naming import images_for, require_built
+from milabox.images.naming import REPOSITORY
 from milabox.shipping.archive import QuietTransfer, TransferReporter
-from milabox.shipping.bundle import images_for
 
 _HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$|^[A-Za-z0-9-]+:[0-9]{1,5}$")
 _PATH = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
@@ -119,15 +119,13 @@ def push(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, regist
         One entry per image, with the digest reference runs now use.
 
     Raises:
-        ShipError: an image is not built (checked before anything is pushed).
+        ImageNotBuilt: an image is not built (checked before anything is pushed).
         EngineError: the registry or the engine refused a push.
     """
     reporter = reporter or QuietTransfer()
     images, _ = images_for(benchmarks, vendor)
     for image in images:
-        if engine.image(image.tag) is None:
-            build = "" if image.name == "runtime" else f" {image.name}"
-            raise ShipError(f"image {image.tag} is not built; run `milabox build{build} --vendor {vendor.name}` first")
+        require_built(engine, image, vendor)
     done = []
     for image in images:
         repository, tag = registry.remote(image.tag)
