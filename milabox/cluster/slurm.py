@@ -272,15 +272,8 @@ def image_uri(group: str, vendor: Vendor, runtime: str, registry: str = "") -> s
 
 
 def apptainer_flags(vendor: Vendor) -> list[str]:
-    """GPU flags of ``apptainer exec`` from the vendor's passthrough: ``--nv`` (NVIDIA), ``--rocm`` (AMD).
-
-    Intel GPUs need none: apptainer binds the host's ``/dev`` (``/dev/dri``) by default.
-    """
-    if vendor.passthrough.gpu_request:
-        return ["--nv"]
-    if "/dev/kfd" in vendor.passthrough.devices:
-        return ["--rocm"]
-    return []
+    """GPU flags of ``apptainer exec``: the vendor data file's ``apptainer_flags`` (``--nv`` for NVIDIA...)."""
+    return list(vendor.apptainer_flags)
 
 
 def job_nodes(bench: Benchmark, options: SlurmOptions) -> int:

@@ -11,6 +11,8 @@ from milabox.errors import ConfigError, UnknownVendor
 from milabox.resources import package_path
 
 DEVICE_SELECTIONS = ("none", "device_requests", "env")
+COLLECTIVE_BACKENDS = ("nccl", "xccl", "gloo")
+DEVICE_DISCOVERIES = ("nvidia", "kfd", "dri", "none")
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,11 @@ class Vendor:
         python_version: the image's Python (``3.11`` on Debian bookworm, ``3.12`` on Ubuntu 24.04): locks
             are resolved for it.
         python_platform: the image's platform as uv names it (default ``x86_64-manylinux_2_28``).
+        collective_backend: torch.distributed backend of multi-device and multi-node runs: ``nccl`` (NVIDIA;
+            AMD's RCCL answers to the same name), ``xccl`` (Intel) or ``gloo`` (CPU; the default).
+        device_discovery: how a host's devices are counted without a driver call: ``nvidia`` (``/dev/nvidiaN``),
+            ``kfd`` (the KFD topology of AMD GPUs), ``dri`` (``/dev/dri/renderD*``) or ``none`` (the default).
+        apptainer_flags: flags ``apptainer exec`` needs for the devices, e.g. ``--nv`` (default none).
         passthrough: the device passthrough request.
         local_base: debootstrap recipe for a locally made base, or None.
         path: the data file.
@@ -90,6 +97,9 @@ class Vendor:
     telemetry: str
     python_version: str = "3.11"
     python_platform: str = "x86_64-manylinux_2_28"
+    collective_backend: str = "gloo"
+    device_discovery: str = "none"
+    apptainer_flags: tuple[str, ...] = ()
     passthrough: Passthrough = field(default_factory=Passthrough)
     local_base: LocalBase | None = None
     path: Path = Path()
@@ -151,6 +161,9 @@ def load_vendor_file(path: Path) -> Vendor:
         telemetry=f.get("telemetry", str),
         python_version=f.get("python_version", str),
         python_platform=f.get("python_platform", str, "x86_64-manylinux_2_28"),
+        collective_backend=f.get("collective_backend", str, "gloo", choices=COLLECTIVE_BACKENDS),
+        device_discovery=f.get("device_discovery", str, "none", choices=DEVICE_DISCOVERIES),
+        apptainer_flags=tuple(f.strings("apptainer_flags")),
         passthrough=passthrough,
         local_base=local_base,
         path=path,

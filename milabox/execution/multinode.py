@@ -178,22 +178,18 @@ def from_slurm(environ: Mapping[str, str] | None = None,
 
 
 def backend(vendor: Vendor) -> str:
-    """The collective backend of a vendor: nccl (NVIDIA; RCCL on AMD has the same name), xccl (Intel), gloo (CPU)."""
-    if vendor.passthrough.gpu_request or "/dev/kfd" in vendor.passthrough.devices:
-        return "nccl"
-    if vendor.device_selection != "none":  # Intel XPU: selected through ZE_AFFINITY_MASK
-        return "xccl"
-    return "gloo"
+    """The collective backend of a vendor (its data file's ``collective_backend``)."""
+    return vendor.collective_backend
 
 
 def _local_gpu_count(vendor: Vendor) -> int:
     """Devices of this host as the vendor's passthrough sees them (no driver call: device nodes only)."""
-    if vendor.passthrough.gpu_request:
+    if vendor.device_discovery == "nvidia":
         return len([p for p in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", p)])
-    if "/dev/kfd" in vendor.passthrough.devices:
+    if vendor.device_discovery == "kfd":
         nodes = glob.glob("/sys/class/kfd/kfd/topology/nodes/*/gpu_id")
         return sum(1 for n in nodes if Path(n).read_text().strip() not in ("", "0"))
-    if vendor.device_selection != "none":
+    if vendor.device_discovery == "dri":
         return len(glob.glob("/dev/dri/renderD*"))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import jinja2
 
@@ -16,9 +17,19 @@ from milabox.images.sources import PackageSources
 from milabox.resources import package_path
 
 TEMPLATES_DIR = package_path("images", "templates")
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
+def jinja_environment(folder: Path) -> jinja2.Environment:
+    """The one Jinja configuration of every milabox template (Dockerfiles, job scripts): an undefined name is an
+    error, never an empty string; blocks leave no blank lines.
+
+    Args:
+        folder: the templates' folder.
+    """
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
                               keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True, autoescape=False)
+
+
+def _env() -> jinja2.Environment:
+    return jinja_environment(TEMPLATES_DIR)
 
 
 def dockerfile_hash(text: str) -> str:
