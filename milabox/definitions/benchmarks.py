@@ -18,10 +18,12 @@ from typing import Any
 from milabox.definitions.toml import Fields, read_toml
 from milabox.errors import ConfigError, UnknownBenchmark
 from milabox.resources import package_path
+from milabox_runtime.precision import PRECISIONS as RUNTIME_PRECISIONS
 
 PLANS = ("per_device", "all_devices")
 SIZES = ("smoke", "full")
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16", "fp8")
+# One list for host and container: what the in-container runtime can run is what a definition may name.
+PRECISIONS = tuple(RUNTIME_PRECISIONS)
 DEFAULT_TIMEOUT_S = {"smoke": 300, "full": 3600}
 _GROUP_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices",
                  "entry", "requirements", "excluded_vendors", "sizes", "variants")
@@ -42,7 +44,7 @@ class Benchmark:
         plan: ``per_device`` (one container per selected device) or ``all_devices`` (one spanning all).
         unit: unit of the rate, e.g. ``items/s`` or ``TFLOPS``.
         weight: weight in the suite score (0: reported, not scored).
-        precision: ``fp32``, ``tf32``, ``fp16``, ``bf16``, ``tf32-fp16`` or ``fp8``.
+        precision: ``fp32``, ``tf32``, ``fp16``, ``bf16``, or ``tf32-fp16`` (the runtime's list).
         min_devices: fewest devices the benchmark needs.
         entry: script run in the container, relative to the folder.
         requirements: pip requirement lines installed into the group's image.

@@ -16,8 +16,7 @@ from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine.docker import Engine
 from milabox.errors import ConfigError, ShipError
-from milabox.images.naming import images_for, require_built
-from milabox.images.naming import REPOSITORY
+from milabox.images.naming import REPOSITORY, images_for, require_built
 from milabox.shipping.archive import QuietTransfer, TransferReporter
 
 _HOST = re.compile(r"^(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+|\[[0-9a-fA-F:]+\])(:[0-9]{1,5})?$|^[A-Za-z0-9-]+:[0-9]{1,5}$")
