@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from milabox.errors import ConfigError, ShipError
-from milabox.reporting.summary import format_report, summarize
-from milabox.rundir.read import load_run, write_json_atomic
+from milabox.reporting.formats import format_report
+from milabox.reporting.summary import summarize
+from milabox.rundir.layout import write_json_atomic
+from milabox.rundir.read import load_run
 from milabox.shipping.archive import SUMS_NAME, ArchiveWriter, read_part, scan
 from milabox.shipping.bundle import verify_bundle
 from milabox.shipping.registry import parse_registry

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from milabox.resources import package_path
+
 GOLDEN = Path(__file__).parent / "golden"
+SUITE = package_path("suite")  # the bundled suite of the milabox these tests run
 
 
 def milabox(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -125,3 +129,56 @@ def test_doctor_reports_engine_and_vendors(engine):
     assert "engine" in proc.stdout and "Docker 20" in proc.stdout or "Docker " in proc.stdout
     for vendor in ("cpu", "cuda", "rocm", "xpu"):
         assert f"{vendor}: devices" in proc.stdout and f"{vendor}: telemetry" in proc.stdout
+
+
+def _extra_benchmark(parent: Path, name: str) -> Path:
+    """A benchmark folder NAME in PARENT: the bundled matmul's definition and code, its variants renamed."""
+    folder = parent / name
+    shutil.copytree(SUITE / "matmul", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    toml = folder / "benchmark.toml"
+    toml.write_text(toml.read_text().replace("[variants.matmul-", f"[variants.{name}-"))
+    return folder
+
+
+def _names(proc: subprocess.CompletedProcess) -> list[str]:
+    assert proc.returncode == 0, proc.stderr
+    return [row["name"] for row in json.loads(proc.stdout)]
+
+
+def test_milabox_benchmarks_path_list_adds_every_folder(tmp_path):
+    _extra_benchmark(tmp_path / "a", "alpha")
+    _extra_benchmark(tmp_path / "b", "beta")
+    paths = os.pathsep.join([str(tmp_path / "a"), str(tmp_path / "b")])
+    names = _names(milabox("list", "--format", "json", env={"MILABOX_BENCHMARKS": paths}))
+    assert {"matmul-fp32", "bert-fp32", "alpha-fp32", "alpha-bf16", "beta-fp32", "beta-bf16"} <= set(names)
+    assert names.index("alpha-fp32") < names.index("beta-fp32")  # in the path list's order, after the bundled
+
+
+def test_benchmark_folder_clashing_with_a_bundled_one_names_both_folders(tmp_path):
+    clash = _extra_benchmark(tmp_path, "matmul")
+    proc = milabox("list", env={"MILABOX_BENCHMARKS": str(tmp_path)})
+    assert_one_line_error(proc, str(clash), str(SUITE), "'matmul'")
+    assert proc.returncode == 2
+
+
+def test_benchmarks_dir_option_adds_a_folder_for_every_command(tmp_path):
+    _extra_benchmark(tmp_path / "env", "alpha")
+    _extra_benchmark(tmp_path / "opt", "gamma")
+    proc = milabox("--benchmarks-dir", str(tmp_path / "opt"), "list", "--format", "json",
+                   env={"MILABOX_BENCHMARKS": str(tmp_path / "env")})
+    names = _names(proc)
+    assert names.index("alpha-fp32") < names.index("gamma-fp32")  # $MILABOX_BENCHMARKS first, then the option
+    render = milabox("--benchmarks-dir", str(tmp_path / "opt"), "render", "gamma-fp32")
+    assert render.returncode == 0 and "FROM " in render.stdout, render.stderr
+
+
+def test_benchmarks_dir_that_is_missing_is_one_line(tmp_path):
+    proc = milabox("--benchmarks-dir", str(tmp_path / "none"), "list")
+    assert_one_line_error(proc, "--benchmarks-dir", str(tmp_path / "none"))
+    assert proc.returncode == 2
+
+
+def test_help_documents_benchmarks_dir_and_its_variable():
+    proc = milabox("--help")
+    assert proc.returncode == 0 and "--benchmarks-dir DIR" in proc.stdout
+    assert "MILABOX_BENCHMARKS" in " ".join(proc.stdout.split())

@@ -19,13 +19,14 @@ import pytest
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
-from milabox.engine.docker import CONTAINER_LABEL
+from milabox.engine import CONTAINER_LABEL
 from milabox.execution.local import Attempt, RunOptions, container_request, run
 from milabox.images.build import build
 from milabox.images.naming import benchmark_tag, runtime_tag
 from milabox.images.render import dockerfile_hash, render_benchmark
 from milabox.images.sources import discover
-from milabox.reporting.summary import format_report, summarize
+from milabox.reporting.formats import format_report
+from milabox.reporting.summary import summarize
 from milabox.rundir.read import load_run
 
 pytestmark = pytest.mark.engine

@@ -14,7 +14,7 @@ from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture)
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
-from milabox.engine.docker import ContainerRequest, Exit
+from milabox.engine import ContainerRequest, Exit
 from milabox.errors import ConfigError
 from milabox.execution import multinode as mn
 from milabox.execution.local import Attempt, container_request

@@ -16,8 +16,10 @@ import pytest
 from runfolders import T0, write_attempt, write_manifest, write_telemetry
 
 from milabox.errors import MilaboxError, ResultsError
-from milabox.reporting.summary import COLUMNS, CSV_COLUMNS, FORMATS, format_report, summarize
-from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run, write_json_atomic
+from milabox.reporting.formats import COLUMNS, CSV_COLUMNS, FORMATS, format_report
+from milabox.reporting.summary import summarize
+from milabox.rundir.layout import write_json_atomic
+from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run
 
 
 def bench_row(summary, name):

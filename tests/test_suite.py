@@ -103,7 +103,7 @@ class _Quiet:
 
 
 def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
-    from milabox.engine.docker import ContainerRequest
+    from milabox.engine import ContainerRequest
     log = tmp_path / f"freeze-{abs(hash(image))}.log"
     request = ContainerRequest(image=image, command=("pip", "freeze"), labels={"milabox.benchmark": "pip-freeze"})
     with open(log, "wb") as out, engine.container(request) as container:

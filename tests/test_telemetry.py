@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from milabox.engine.docker import BindMount, ContainerRequest
-from milabox.execution.provenance import PACKAGES_PATH, PROVENANCE_NAME, format_provenance, load_provenance
+from milabox.engine import BindMount, ContainerRequest
+from milabox.execution.provenance import PACKAGES_PATH, PROVENANCE_NAME
 from milabox.execution.telemetry import FIELDS, TELEMETRY_NAME, Sampler, Telemetry, TelemetryWarning, attempt_energy
 from milabox.execution.telemetry.cpu import CpuBackend, Rapl
 from milabox.execution.telemetry.xpusmi import METRICS, parse_dump_line
+from milabox.reporting.provenance import format_provenance, load_provenance
 
 MILABOX = [sys.executable, "-m", "milabox"]
 

@@ -10,9 +10,7 @@ from pathlib import Path
 import click
 
 from milabox.cli.common import EXIT_FAILED, exit_for_run, parse_env
-
-VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
-FORMATS = click.Choice(["table", "markdown", "csv", "json"])
+from milabox.cli.options import FORMATS, VENDOR_HELP
 
 
 def _note(text: str) -> None:
@@ -44,7 +42,8 @@ class SlurmDisplay:
 
 
 def _report(folder: Path, fmt: str) -> None:
-    from milabox.reporting.summary import format_report, summarize
+    from milabox.reporting.formats import format_report
+    from milabox.reporting.summary import summarize
     from milabox.rundir.read import load_run
     click.echo(format_report(summarize(load_run(folder)), fmt))
     exit_for_run(folder)
@@ -90,7 +89,11 @@ def submit(benchmarks: tuple[str, ...], vendor: str, runtime: str, partition: st
            sbatch_options: tuple[str, ...], env: tuple[str, ...], poll_interval: float, dry_run: bool, no_wait: bool,
            fmt: str, suite: str | None, exclude: tuple[str, ...]) -> None:
     """Submit one Slurm job per benchmark, follow them, and gather every result into one run folder."""
-    from milabox.cluster import slurm
+    from milabox.cluster.client import Slurm
+    from milabox.cluster.jobs import collect as collect_jobs
+    from milabox.cluster.jobs import submit as submit_jobs
+    from milabox.cluster.options import SlurmOptions
+    from milabox.cluster.scripts import SLURM_DIR, job_scripts
     from milabox.definitions.benchmarks import all_benchmarks, select
     from milabox.definitions.vendors import get_vendor
     from milabox.engine.docker import Engine
@@ -98,14 +101,14 @@ def submit(benchmarks: tuple[str, ...], vendor: str, runtime: str, partition: st
     v = get_vendor(vendor)
     selected = select(list(benchmarks), all_benchmarks(), suite, list(exclude))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    options = slurm.SlurmOptions(
+    options = SlurmOptions(
         run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}-slurm", runtime=runtime, partition=partition,
         nodes=nodes, gpus_per_node=gpus_per_node, time_limit=time_limit, size=size, environment=parse_env(env),
         registry=registry, exclusive=exclusive, sbatch_options=sbatch_options, poll_s=poll_interval,
         command=("milabox", *sys.argv[1:]))
-    scripts = slurm.job_scripts(selected, v, options, on_skip=lambda b, why: _note(f"skipping {b.name}: {why}"))
+    scripts = job_scripts(selected, v, options, on_skip=lambda b, why: _note(f"skipping {b.name}: {why}"))
     if dry_run:
-        folder = options.run_dir.resolve() / slurm.SLURM_DIR
+        folder = options.run_dir.resolve() / SLURM_DIR
         for script in scripts:
             click.echo(f"# ==> {folder / script.name} <==")
             click.echo(script.text)
@@ -116,12 +119,12 @@ def submit(benchmarks: tuple[str, ...], vendor: str, runtime: str, partition: st
     except EngineError:
         engine = None  # a login node without an engine: image ids are recorded by the jobs themselves
     display = SlurmDisplay()
-    client = slurm.Slurm()
-    folder = slurm.submit(scripts, v, options, client, engine, display)
+    client = Slurm()
+    folder = submit_jobs(scripts, v, options, client, engine, display)
     if no_wait:
         _note(f"submitted; gather the results with `milabox slurm collect {folder}`")
         return
-    slurm.collect(folder, client, poll_interval, display)
+    collect_jobs(folder, client, poll_interval, display)
     _note(f"results in {folder}")
     _report(folder, fmt)
 
@@ -133,8 +136,9 @@ def submit(benchmarks: tuple[str, ...], vendor: str, runtime: str, partition: st
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def collect(run_dir: Path, poll_interval: float, fmt: str) -> None:
     """Follow the jobs of RUN_DIR (from `slurm submit --no-wait`) to their end, gather results, print the report."""
-    from milabox.cluster import slurm
-    folder = slurm.collect(run_dir, slurm.Slurm(), poll_interval, SlurmDisplay())
+    from milabox.cluster.client import Slurm
+    from milabox.cluster.jobs import collect as collect_jobs
+    folder = collect_jobs(run_dir, Slurm(), poll_interval, SlurmDisplay())
     _report(folder, fmt)
 
 
@@ -147,7 +151,7 @@ def collect(run_dir: Path, poll_interval: float, fmt: str) -> None:
 @click.option("--env", "env", multiple=True, help="KEY=VALUE set in the container (repeatable)")
 def run_job(benchmark: str, vendor: str, size: str, run_dir: Path, env: tuple[str, ...]) -> None:
     """Inside a docker-runtime job: run BENCHMARK on this node into the shared run folder (one srun task a node)."""
-    from milabox.cluster import slurm
+    from milabox.cluster.job import run_job as run_slurm_job
     from milabox.definitions.benchmarks import all_benchmarks, select
     from milabox.definitions.vendors import get_vendor
     from milabox.engine.docker import Engine
@@ -157,7 +161,7 @@ def run_job(benchmark: str, vendor: str, size: str, run_dir: Path, env: tuple[st
     if len(benches) != 1:
         raise RunError(f"run-job runs one benchmark; {benchmark!r} names {len(benches)}")
     started = time.monotonic()
-    records = slurm.run_job(Engine(), benches[0], v, run_dir.resolve(), size, parse_env(env))
+    records = run_slurm_job(Engine(), benches[0], v, run_dir.resolve(), size, parse_env(env))
     for record in records:
         detail = f"{record.get('rate'):.4g} {record.get('unit')}" if record.get("rate") else record.get("cause") or ""
         _note(f"{record['benchmark']} r{record['repeat']}-d{record['device']}: {record['status']} {detail}".rstrip())

@@ -1,4 +1,4 @@
-"""CLI commands, one module per area; registered in milabox/cli.py (which alone turns errors into exit codes)."""
+"""Exit codes of every command, in one module; main.py (the one place that maps errors) and the commands use them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import json
 import sys
 from pathlib import Path
 
-import click
+# parse_env lives with the shared options now; imported here for the commands that still take it from here.
+from milabox.cli.options import parse_env
+
+__all__ = ["EXIT_ERROR", "EXIT_FAILED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_REGRESSION",
+           "exit_for_run", "parse_env"]
 
 # Exit codes of every command (the README's "Exit codes" table says the same to users).
 EXIT_OK = 0  # done; for a run: every attempt passed
@@ -18,24 +22,16 @@ EXIT_INTERRUPTED = 130  # stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell'
 
 
 def exit_for_run(folder: Path) -> None:
-    """End the command with the run folder's exit code: interrupted, some attempts failed, or (returning) all passed."""
+    """End the command with the run folder's exit code: interrupted, some attempts failed, or (returning) all passed.
+
+    Args:
+        folder: a finished run folder.
+
+    Raises:
+        SystemExit: ``EXIT_INTERRUPTED`` or ``EXIT_FAILED``; nothing when every attempt passed.
+    """
     from milabox.rundir.read import load_run
     if json.loads((folder / "manifest.json").read_text()).get("status") == "interrupted":
         sys.exit(EXIT_INTERRUPTED)
     if any(a.record.status != "ok" for a in load_run(folder).attempts):
         sys.exit(EXIT_FAILED)
-
-
-def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
-    """``--env KEY=VALUE`` options as a dict.
-
-    Raises:
-        click.BadParameter: a pair has no ``=`` or no key.
-    """
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env

@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from milabox.cli.common import EXIT_REGRESSION
+from milabox.cli.options import format_option
 
 
 @click.command("compare")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
+@format_option()
 @click.option("--threshold", type=click.FloatRange(0, 100, max_open=True), default=5.0, show_default=True,
               metavar="PCT", help="a significant slowdown beyond PCT % is a regression")
 @click.option("--fail-on-regression", is_flag=True,

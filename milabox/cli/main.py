@@ -13,11 +13,10 @@ import click
 from tabulate import tabulate
 
 from milabox import __version__
-from milabox.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, exit_for_run, parse_env
+from milabox.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED, exit_for_run
+from milabox.cli.options import benchmarks_dir_option, env_option, format_option, selection_options, vendor_option
 from milabox.errors import MilaboxError
 from milabox.execution import interrupts
-
-VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
 
 
 def _vendor(name: str):
@@ -30,22 +29,18 @@ def _benchmarks(names: tuple[str, ...], suite: str | None = None, exclude: tuple
     return select(list(names), all_benchmarks(), suite, list(exclude))
 
 
-def selection_options(command):
-    """--suite and --exclude, shared by the commands that take a benchmark selection."""
-    command = click.option("--exclude", multiple=True, help="leave out a benchmark, group, family or tag "
-                           "(repeatable)")(command)
-    return click.option("--suite", type=click.Choice(["standard", "all"]),
-                        help="standard: the weighted set; all: every benchmark")(command)
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="milabox")
-def cli() -> None:
+@benchmarks_dir_option
+def cli(benchmarks_dirs: tuple[Path, ...] = ()) -> None:
     """milabox: benchmark AI accelerators, one container per benchmark."""
+    if benchmarks_dirs:
+        from milabox.definitions.benchmarks import add_benchmark_dirs
+        add_benchmark_dirs(list(benchmarks_dirs))
 
 
 @cli.command("list")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
+@format_option("table", "markdown", "json")
 def list_cmd(fmt: str) -> None:
     """List benchmarks with their description, tags, weight and vendors."""
     from milabox.definitions.benchmarks import all_benchmarks
@@ -63,7 +58,7 @@ def list_cmd(fmt: str) -> None:
 
 @cli.command()
 @click.argument("benchmark")
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("--runtime", is_flag=True, help="print the vendor's runtime image Dockerfile instead")
 @click.option("--base-image", help="render FROM this base instead of the vendor's")
 def render(benchmark: str, vendor: str, runtime: bool, base_image: str | None) -> None:
@@ -86,7 +81,7 @@ def _default_log_dir() -> Path:
 
 @cli.command()
 @click.argument("benchmarks", nargs=-1)
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("--base-image", help="build FROM this base image instead of the vendor's")
 @click.option("--index-url", help="Python package index for builds (default: pip's configured one, else PyPI)")
 @click.option("--wheelhouse", help="folder of local wheels, e.g. a torch wheel (default: pip's find-links)")
@@ -115,7 +110,7 @@ def build(benchmarks: tuple[str, ...], vendor: str, base_image: str | None, inde
 
 @cli.command()
 @click.argument("benchmarks", nargs=-1)
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("--size", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True)
 @click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="attempts per benchmark")
 @click.option("--until-sem", "until_sem", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PCT",
@@ -125,19 +120,18 @@ def build(benchmarks: tuple[str, ...], vendor: str, base_image: str | None, inde
 @click.option("--devices", help="device ids, e.g. 0,1 (default: all devices, one container)")
 @click.option("--run-dir", type=click.Path(path_type=Path), default=None,
               help="new folder for the results (default runs/<time>-<vendor>-<size>)")
-@click.option("--env", "env", multiple=True, help="KEY=VALUE set in every container (repeatable)")
+@env_option()
 @click.option("--memory", default="", help="memory limit per container, e.g. 64g (default: none)")
 @click.option("--nodes", default=None, help="multi-node run: every node's host, node rank 0 (rendezvous) first")
 @click.option("--node-rank", type=click.IntRange(0), default=None, help="with --nodes: this node's index in the list")
 @click.option("--master-port", type=click.IntRange(1, 65535), default=None, help="with --nodes: rendezvous port "
               "(default 29500)")
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True, help="format of the report printed at the end")
+@format_option(help_text="format of the report printed at the end")
 @click.option("--telemetry-interval", "telemetry_interval", type=click.FloatRange(min=0), default=1.0,
               show_default=True, metavar="S", help="seconds between power/utilization samples (0: no telemetry)")
 @selection_options
 def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeout: float | None,
-        devices: str | None, run_dir: Path | None, env: tuple[str, ...], memory: str, fmt: str, suite: str | None = None,
+        devices: str | None, run_dir: Path | None, env: dict[str, str], memory: str, fmt: str, suite: str | None = None,
         exclude: tuple[str, ...] = (), until_sem: float | None = None, nodes: str | None = None,
         node_rank: int | None = None, master_port: int | None = None, telemetry_interval: float = 1.0) -> None:
     """Run BENCHMARKS (names, groups or tags; default: all) in containers and print the report."""
@@ -145,7 +139,8 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
     from milabox.engine.docker import Engine
     from milabox.execution.local import RunOptions
     from milabox.execution.local import run as run_benchmarks
-    from milabox.reporting.summary import format_report, summarize
+    from milabox.reporting.formats import format_report
+    from milabox.reporting.summary import summarize
     from milabox.rundir.read import load_run
     v = _vendor(vendor)
     selected = _benchmarks(benchmarks, suite, exclude)
@@ -156,7 +151,7 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
     device_ids = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
     options = RunOptions(size=size, repeat=repeat, until_sem_pct=until_sem, timeout_s=timeout, devices=device_ids,
                          run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
-                         environment=parse_env(env), memory=memory, command=("milabox", *sys.argv[1:]),
+                         environment=env, memory=memory, command=("milabox", *sys.argv[1:]),
                          nodes=spec, telemetry_interval_s=telemetry_interval)
     with warnings.catch_warnings():  # e.g. a missing telemetry library: one line, once per run
         warnings.showwarning = lambda message, *args, **kwargs: note(f"milabox: warning: {message}")
@@ -171,8 +166,7 @@ def run(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
 
 @cli.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "markdown", "csv", "json"]), default="table",
-              show_default=True)
+@format_option()
 @click.option("--baseline", "baseline_dirs", multiple=True, type=click.Path(path_type=Path), metavar="RUN",
               help="score every benchmark as a ratio to this run folder (repeatable: pooled)")
 @click.option("--html", "html_file", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
@@ -183,12 +177,13 @@ def report(run_dirs: tuple[Path, ...], fmt: str, baseline_dirs: tuple[Path, ...]
            html_file: Path | None = None, provenance: bool = False) -> None:
     """Summarise one or more run folders (pooled) as a table, markdown, csv or json."""
     if provenance:
-        from milabox.execution.provenance import format_provenance, load_provenance
+        from milabox.reporting.provenance import format_provenance, load_provenance
         records = [load_provenance(d) for d in run_dirs]
         click.echo(json.dumps(records[0] if len(records) == 1 else records, indent=2) if fmt == "json" else
                    "\n\n".join(format_provenance(r, str(d)) for r, d in zip(records, run_dirs, strict=True)))
         return
-    from milabox.reporting.summary import format_report, summarize
+    from milabox.reporting.formats import format_report
+    from milabox.reporting.summary import summarize
     from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run
     runs = [load_run(d, SKIPPED_BY_REPORTS) for d in run_dirs]
     baseline = summarize([load_run(d, SKIPPED_BY_REPORTS) for d in baseline_dirs]) if baseline_dirs else None
@@ -202,7 +197,7 @@ def report(run_dirs: tuple[Path, ...], fmt: str, baseline_dirs: tuple[Path, ...]
 
 
 @cli.command()
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("--index-url", help="Python package index (default: pip's configured one, else PyPI)")
 @click.option("--wheelhouse", help="folder of local wheels, e.g. the torch wheel (default: pip's find-links)")
 @click.option("--ca-bundle", help="CA bundle for TLS-intercepting proxies (default: pip's cert setting)")
@@ -217,7 +212,7 @@ def lock(vendor: str, index_url: str | None, wheelhouse: str | None, ca_bundle: 
 
 
 @cli.command()
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("--force", is_flag=True, help="make it again even if present")
 def base(vendor: str, force: bool) -> None:
     """Make the vendor's base image locally (debootstrap + import), for machines with no registry."""
@@ -252,7 +247,7 @@ _add_area_commands()
 
 
 def main() -> None:
-    """Entry point: run the CLI; errors become one line on stderr and an exit code (milabox.commands.EXIT_*)."""
+    """Entry point: run the CLI; errors become one line on stderr and an exit code (milabox.cli.common.EXIT_*)."""
     interrupts.ensure_ctrl_c()
     try:
         cli.main(standalone_mode=False)

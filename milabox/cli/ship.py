@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-VENDOR_HELP = "platform (cpu, cuda, rocm, xpu) or maker (nvidia, amd, intel)"
+from milabox.cli.options import format_option, vendor_option
 
 
 def _size(n: float) -> str:
@@ -96,7 +96,7 @@ def _benchmarks(names: tuple[str, ...]):
 
 @click.command("bundle")
 @click.argument("benchmarks", nargs=-1)
-@click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
+@vendor_option
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="the bundle file to write (a tar; replaced only once complete)")
 def bundle_cmd(benchmarks: tuple[str, ...], vendor: str, output: Path) -> None:
@@ -172,8 +172,8 @@ def _registry_command(action: str):
     @click.command(action)
     @click.argument("benchmarks", nargs=-1)
     @click.option("--registry", required=True, help="HOST[:PORT]/PREFIX, e.g. 127.0.0.1:5000/milabox")
-    @click.option("--vendor", default="cpu", show_default=True, help=VENDOR_HELP)
-    @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+    @vendor_option
+    @format_option("text", "json")
     def command(benchmarks: tuple[str, ...], registry: str, vendor: str, fmt: str) -> None:
         from milabox.cli.display import note
         from milabox.engine.docker import Engine
@@ -194,5 +194,5 @@ def _registry_command(action: str):
 push_cmd = _registry_command("push")
 pull_cmd = _registry_command("pull")
 
-#: What milabox/cli.py registers.
+#: What milabox/cli/main.py registers.
 COMMANDS = (bundle_cmd, load_cmd, results_group, push_cmd, pull_cmd)

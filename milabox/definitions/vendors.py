@@ -23,13 +23,14 @@ class LocalBase:
         tag: image tag given to the imported root filesystem.
         suite: Debian suite (default ``bookworm``).
         variant: debootstrap variant (default ``minbase``).
-        mirror: Debian mirror URL (default ``http://deb.debian.org/debian``).
+        mirror: Debian mirror URL, used only where this host's apt sources name no mirror for ``suite``
+            (default empty: none; the host's apt configuration decides, see ``milabox.images.base``).
     """
 
     tag: str
     suite: str = "bookworm"
     variant: str = "minbase"
-    mirror: str = "http://deb.debian.org/debian"
+    mirror: str = ""
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ def load_vendor_file(path: Path) -> Vendor:
         lb = f.sub("local_base")
         local_base = LocalBase(tag=lb.get("tag", str), suite=lb.get("suite", str, "bookworm"),
                                variant=lb.get("variant", str, "minbase"),
-                               mirror=lb.get("mirror", str, "http://deb.debian.org/debian"))
+                               mirror=lb.get("mirror", str, ""))
         lb.reject_unknown()
     vendor = Vendor(
         name=name,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import CONTAINER_LABEL, BindMount, ContainerRequest, Engine, Exit
+from milabox.engine import CONTAINER_LABEL, BindMount, ContainerRequest, Engine, Exit
 from milabox.errors import ConfigError, EngineError, RunError
 from milabox.execution import interrupts
 from milabox.execution.multinode import NodeSpec, judge, node_request
@@ -29,15 +28,16 @@ from milabox.execution.provenance import collect as collect_provenance
 from milabox.execution.telemetry import TELEMETRY_NAME, Telemetry
 from milabox.images.naming import NamedImage, benchmark_tag, groups_of, require_built, runnable
 from milabox.reporting.stats import sem_pct_of
-from milabox.rundir.read import (
+from milabox.rundir.layout import (
     EVENTS_NAME,
     FORMAT_VERSION,
     LOG_NAME,
     MANIFEST_NAME,
     RECORD_NAME,
-    read_events,
+    attempt_folder,
     write_json_atomic,
 )
+from milabox.rundir.outcome import classify
 
 RESULTS_MOUNT = "/results"
 
@@ -88,7 +88,7 @@ class Attempt:
 
     @property
     def folder(self) -> str:
-        return f"{self.benchmark.name}/r{self.repeat}-d{self.device_label}"
+        return attempt_folder(self.benchmark.name, self.repeat, self.device_label)
 
 
 class RunReporter:
@@ -178,41 +178,6 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
         labels={CONTAINER_LABEL: bench.name, "milabox.run": run_name, "milabox.attempt": attempt.folder},
         memory=memory,
     )
-
-
-def last_line(path: Path) -> str:
-    """The last non-empty line of a text file (300 characters at most), or "" when there is none."""
-    try:
-        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
-def classify(exit: Exit, events_path: Path, log_path: Path, timeout_s: float) -> tuple[str, str | None, float | None]:
-    """Decide an attempt's status and cause from how its container ended and what it wrote.
-
-    Returns:
-        (status, cause, rate): ``ok`` with no cause and the measured rate, or ``failed``/``interrupted``
-        with a one-line cause.
-    """
-    events = read_events(events_path)[0] if events_path.exists() else []
-    end = next((e for e in reversed(events) if e.kind == "end"), None)
-    error = (end.data.get("error") if end else None) or last_line(log_path)
-    if exit.interrupted:
-        return "interrupted", "interrupted by the user (Ctrl-C or SIGTERM); the rest of the run was skipped", None
-    if exit.timed_out:
-        return "failed", f"timed out after {timeout_s:g} s (killed)", None
-    if exit.oom_killed:
-        return "failed", "out of memory (OOM-killed)", None
-    if exit.code != 0:
-        what = "killed (SIGKILL)" if exit.code == 137 else f"exit code {exit.code}"
-        return "failed", (f"{what}: {error}" if error else what), None
-    summary = next((e for e in reversed(events) if e.kind == "summary"), None)
-    rate = summary.data.get("rate") if summary else None
-    if not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        return "failed", "no rate reported (the benchmark exited 0 without a positive measured rate)", None
-    return "ok", None, float(rate)
 
 
 def attempt_request(attempt: Attempt, vendor: Vendor, image: str, run_dir: Path, options: RunOptions) -> ContainerRequest:

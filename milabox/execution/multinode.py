@@ -25,7 +25,7 @@ from pathlib import Path
 
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import ContainerRequest, Exit
+from milabox.engine import ContainerRequest, Exit
 from milabox.errors import ConfigError
 
 DEFAULT_MASTER_PORT = 29500

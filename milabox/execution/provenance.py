@@ -4,39 +4,33 @@ The run record holds what a reader needs to trust and reproduce the numbers: hos
 kernel; devices (model, count, driver, firmware, power limit and clocks where the telemetry backend can
 read them); each image's id, digests, torch build and package list (read from the image without
 running it); milabox version and commit; the exact command; each attempt's container request and an
-equivalent ``docker run`` line.
+equivalent ``docker run`` line. Reading a record back and showing it is milabox.reporting.provenance.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import platform
 import socket
 import subprocess
 import sys
-import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tabulate import tabulate
-
 from milabox import __version__
-from milabox.errors import EngineError, ResultsError
+from milabox.errors import EngineError
 from milabox.resources import INSTALL_ROOT
 
 if TYPE_CHECKING:
-    from milabox.engine.docker import ContainerRequest, Engine
+    from milabox.engine import ContainerRequest, Engine
     from milabox.execution.telemetry import Telemetry
 
 PROVENANCE_NAME = "provenance.json"
 PROVENANCE_FORMAT = 1
 #: ``pip freeze`` of the runtime image, inherited by every benchmark image (images/runtime.Dockerfile.j2).
 PACKAGES_PATH = "/opt/milabox/runtime-constraints.txt"
-
 
 
 @functools.cache
@@ -160,89 +154,3 @@ def collect(engine: Engine, *, images: dict[str, str], telemetry: Telemetry | No
         "attempts": [{"folder": folder, "container_request": request.to_dict(),
                       "reproduce": request.docker_run_command()} for folder, request in attempts],
     }
-
-
-def load_provenance(run_dir: Path) -> dict[str, Any]:
-    """Read a run folder's ``provenance.json``.
-
-    Raises:
-        ResultsError: the file is missing (runs made before provenance was recorded) or is not a JSON object.
-    """
-    path = Path(run_dir) / PROVENANCE_NAME
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ResultsError(f"{path}: missing (the run folder has no provenance record; runs made before "
-                           "milabox recorded provenance do not)") from None
-    except (OSError, ValueError) as e:
-        raise ResultsError(f"{path}: unreadable ({e})") from None
-    if not isinstance(data, dict):
-        raise ResultsError(f"{path}: not a JSON object")
-    return data
-
-
-def _value(v: Any) -> str:
-    if v is None or v == "" or v == [] or v == {}:
-        return "-"
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_value(x)}" for k, x in v.items())
-    if isinstance(v, list):
-        return ", ".join(map(_value, v))
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _pairs(d: dict[str, Any]) -> str:
-    return tabulate([[k, _value(v)] for k, v in d.items()], tablefmt="plain")
-
-
-def _indent(text: str) -> str:
-    return textwrap.indent(text, "  ")
-
-
-def format_provenance(data: dict[str, Any], title: str = "") -> str:
-    """A provenance record as readable text: key-value tables, one table of devices, images, attempts.
-
-    Args:
-        data: what :func:`load_provenance` returned.
-        title: a heading, e.g. the run folder.
-
-    Returns:
-        The text (no trailing newline).
-    """
-    milabox = data.get("milabox") or {}
-    out = [f"Provenance{' of ' + title if title else ''} (recorded {data.get('created', '?')})",
-           f"milabox {milabox.get('version', '?')}, source commit {milabox.get('source_commit', '?')}",
-           "command: " + " ".join(data.get("command") or []), ""]
-    for heading, key in (("settings", "settings"), ("host", "host"), ("container engine", "engine")):
-        if isinstance(data.get(key), dict) and data[key]:
-            shown = {k: v for k, v in data[key].items() if k != "command"}  # already on its own line
-            out += [heading, _indent(_pairs(shown)), ""]
-    devices = data.get("devices") or {}
-    for name, facts in (devices.get("backends") or {}).items():
-        rows = facts.get("devices") if isinstance(facts, dict) else None
-        shared = {k: v for k, v in (facts or {}).items() if k != "devices"} if isinstance(facts, dict) else {}
-        out.append(f"devices via {name}: {len(rows or [])}" + (f" ({_value(shared)})" if shared else ""))
-        if rows:
-            keys = list(dict.fromkeys(k for r in rows for k in r if k != "discovery"))
-            out.append(_indent(tabulate([[_value(r.get(k)) for k in keys] for r in rows], headers=keys)))
-        out.append("")
-    images = data.get("images") or {}
-    if images:
-        out.append("images")
-        out.append(_indent(tabulate(
-            [[g, i.get("ref"), (i.get("id") or "-")[:19], _value(i.get("digests")),
-              (i.get("labels") or {}).get("milabox.source_commit", "-")[:12],
-              _value((i.get("torch") or {}).get("version")), len(i.get("packages") or [])] for g, i in images.items()],
-            headers=["group", "image", "id", "digests", "sources", "torch", "packages"])))
-        for group, info in images.items():
-            if info.get("packages"):
-                out.append(f"  packages of {group}:")
-                out.append(textwrap.fill(", ".join(info["packages"]), 110, initial_indent="    ",
-                                         subsequent_indent="    "))
-        out.append("")
-    attempts = data.get("attempts") or []
-    if attempts:
-        out.append(f"attempts ({len(attempts)}): reproduce each with")
-        for a in attempts:
-            out += [f"  {a.get('folder')}:", f"    {a.get('reproduce')}"]
-    return "\n".join(out).rstrip()

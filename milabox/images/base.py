@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
-from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import Engine
-from milabox.errors import BaseImageMissing, MilaboxError
+from milabox.definitions.vendors import LocalBase, Vendor
+from milabox.engine import Engine
+from milabox.errors import BaseImageMissing, ConfigError, MilaboxError
+from milabox.images.sources import ETC_APT, debian_mirror
 
 
 def resolve_base(engine: Engine, vendor: Vendor, override: str | None = None, pull: bool = True) -> str:
@@ -46,20 +48,50 @@ def resolve_base(engine: Engine, vendor: Vendor, override: str | None = None, pu
         f"{how}`docker load -i` it from an archive, or pass --base-image with an image you have")
 
 
+def debootstrap_mirror(vendor: Vendor, recipe: LocalBase, etc_apt: Path = ETC_APT) -> tuple[str, str]:
+    """The Debian mirror a locally made base is bootstrapped from, and where that choice came from.
+
+    Order: the vendor file's ``[local_base] mirror`` when it sets one (an explicit choice wins); else this host's
+    apt sources (the first ``deb`` entry serving the recipe's suite, see :func:`milabox.images.sources.debian_mirror`).
+
+    Args:
+        vendor: the vendor (its file is named in messages).
+        recipe: its ``local_base`` recipe.
+        etc_apt: apt's configuration folder (default ``/etc/apt``).
+
+    Returns:
+        (mirror URL, where it came from, for a message).
+
+    Raises:
+        ConfigError: neither names a mirror (the message says to set ``[local_base] mirror``).
+    """
+    if recipe.mirror:
+        return recipe.mirror, f"[local_base] mirror in {vendor.path}"
+    found = debian_mirror(recipe.suite, etc_apt)
+    if found is not None:
+        return found.uri, f"this host's apt sources ({found.path})"
+    raise ConfigError(f"no Debian mirror for {recipe.suite}: this host's apt sources ({etc_apt}/sources.list, "
+                      f"{etc_apt}/sources.list.d/) serve no {recipe.suite} suite; set `[local_base] mirror` "
+                      f"in {vendor.path}")
+
+
 def make_local_base(engine: Engine, vendor: Vendor, on_line: Callable[[str], None] = print,
-                    force: bool = False) -> str:
+                    force: bool = False, etc_apt: Path = ETC_APT) -> str:
     """Make a vendor's base image from Debian packages with debootstrap and import it into the engine.
 
     Args:
         engine: the engine to import into.
         vendor: a vendor with a ``local_base`` recipe (the CPU vendor).
-        on_line: progress messages.
-        force: make it again even when a base image is present or pullable.
+        on_line: progress messages (the Debian mirror used, and where it came from, among them).
+        force: make it again even when a base image is present or pullable (default false).
+        etc_apt: apt's configuration folder the mirror is looked up in (default ``/etc/apt``; see
+            :func:`debootstrap_mirror`).
 
     Returns:
         The base image now present (the made one, or one already there).
 
     Raises:
+        ConfigError: no Debian mirror is known (see :func:`debootstrap_mirror`).
         MilaboxError: the vendor has no recipe, debootstrap is missing or failed, or we are not root.
     """
     recipe = vendor.local_base
@@ -73,6 +105,8 @@ def make_local_base(engine: Engine, vendor: Vendor, on_line: Callable[[str], Non
             return present
         except BaseImageMissing:
             pass
+    mirror, origin = debootstrap_mirror(vendor, recipe, etc_apt)
+    on_line(f"Debian mirror {mirror}, from {origin}")
     if shutil.which("debootstrap") is None:
         raise MilaboxError("debootstrap is not installed; install it (`apt-get install debootstrap`) "
                            "or load a base image with `docker load`")
@@ -81,8 +115,8 @@ def make_local_base(engine: Engine, vendor: Vendor, on_line: Callable[[str], Non
     repository, _, tag = recipe.tag.rpartition(":")
     with tempfile.TemporaryDirectory(prefix="milabox-rootfs-") as tmp:
         rootfs = os.path.join(tmp, "rootfs")
-        on_line(f"debootstrap --variant={recipe.variant} {recipe.suite} from {recipe.mirror} (about 30 s)")
-        proc = subprocess.run(["debootstrap", f"--variant={recipe.variant}", recipe.suite, rootfs, recipe.mirror],
+        on_line(f"debootstrap --variant={recipe.variant} {recipe.suite} from {mirror} (about 30 s)")
+        proc = subprocess.run(["debootstrap", f"--variant={recipe.variant}", recipe.suite, rootfs, mirror],
                               capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -15,7 +15,7 @@ from typing import Protocol
 from milabox import __version__
 from milabox.definitions.benchmarks import Benchmark, all_benchmarks, group_members
 from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import Engine
+from milabox.engine import Engine
 from milabox.errors import BuildError
 from milabox.execution.provenance import source_commit
 from milabox.images.base import resolve_base

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from tabulate import tabulate
 
 from milabox.errors import ConfigError
+from milabox.reporting.formats import sig
 from milabox.reporting.stats import ALPHA, significant
-from milabox.reporting.summary import BenchmarkSummary, sig, summarize
-from milabox.rundir.read import Attempt, Run
+from milabox.reporting.summary import BenchmarkSummary, summarize
+from milabox.rundir.model import AttemptResult, Run
 
 #: Output formats ``format_comparison`` accepts.
 FORMATS = ("table", "markdown", "csv", "json")
@@ -191,7 +192,7 @@ def differences(runs: Sequence[Run], labels: Sequence[str]) -> list[Difference]:
 
     settings: list[dict[str, dict[str, str]]] = []  # per run: benchmark -> setting -> value
     for run in runs:
-        per_bench: dict[str, list[Attempt]] = {}
+        per_bench: dict[str, list[AttemptResult]] = {}
         for attempt in run.attempts:
             per_bench.setdefault(attempt.benchmark, []).append(attempt)
         settings.append({name: _settings(attempts) for name, attempts in per_bench.items()})
@@ -213,7 +214,7 @@ def differences(runs: Sequence[Run], labels: Sequence[str]) -> list[Difference]:
     return out
 
 
-def _settings(attempts: list[Attempt]) -> dict[str, str]:
+def _settings(attempts: list[AttemptResult]) -> dict[str, str]:
     """A benchmark's setup in one run; values that vary between its attempts are joined with `` / ``."""
     seen: dict[str, list[str]] = {}
 

@@ -17,8 +17,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from milabox.reporting.summary import TELEMETRY_NAME, Summary, score_lines, summarize, table_rows
-from milabox.rundir.read import Attempt, Run, write_text_atomic
+from milabox.execution.telemetry import TELEMETRY_NAME
+from milabox.reporting.formats import score_lines, table_rows
+from milabox.reporting.summary import Summary, summarize
+from milabox.rundir.layout import write_text_atomic
+from milabox.rundir.model import AttemptResult, Run
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px; color: #1d2330;
@@ -181,9 +184,9 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _by_benchmark(runs: Sequence[Run]) -> dict[str, list[tuple[Run, Attempt]]]:
+def _by_benchmark(runs: Sequence[Run]) -> dict[str, list[tuple[Run, AttemptResult]]]:
     """Attempts per benchmark, benchmarks in the manifests' order."""
-    out: dict[str, list[tuple[Run, Attempt]]] = {name: [] for run in runs for name in run.manifest.benchmarks}
+    out: dict[str, list[tuple[Run, AttemptResult]]] = {name: [] for run in runs for name in run.manifest.benchmarks}
     for run in runs:
         for attempt in run.attempts:
             out.setdefault(attempt.benchmark, []).append((run, attempt))
@@ -252,7 +255,7 @@ def _plot_rates(runs: Sequence[Run]) -> bytes | None:
     return _png(fig)
 
 
-def read_power(attempt: Attempt) -> dict[str, list[tuple[float, float]]]:
+def read_power(attempt: AttemptResult) -> dict[str, list[tuple[float, float]]]:
     """Power samples of an attempt from its ``telemetry.jsonl``: device -> [(time, watts)].
 
     Lines that are not JSON objects with a numeric ``time`` and ``power_w`` are skipped (a cut last

@@ -1,44 +1,22 @@
-"""Summarize run folders into per-benchmark numbers and a suite score, and render them.
+"""Summarize run folders into per-benchmark numbers and a suite score.
 
 Scoring (see ``summarize``): a benchmark's score is its mean per-device rate, times the number of
 devices it ran on when its plan is ``per_device``, times its success ratio; the suite score is the
 weighted geometric mean of the benchmark scores. Against a baseline run, each benchmark is a unitless
 ratio to the baseline and the suite score is the weighted geometric mean of the ratios.
-The JSON layout is documented in docs/report-schema.md.
+Rendering is in milabox.reporting.formats, energy in milabox.reporting.energy.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from tabulate import tabulate
-
-from milabox.errors import ConfigError
+from milabox.reporting.energy import BenchmarkEnergy, benchmark_energy, energy_reader
+from milabox.reporting.formats import COLUMNS
 from milabox.reporting.stats import Stats, describe, weighted_geomean
-from milabox.rundir.read import Attempt, Run
-
-#: Output formats ``format_report`` accepts.
-FORMATS = ("table", "markdown", "csv", "json")
-
-#: Version of the JSON report layout (docs/report-schema.md). 2: benchmarks gained stats, energy, ratio.
-REPORT_FORMAT = 2
-
-#: The core per-benchmark fields: the first keys of each JSON benchmark object and the first CSV columns.
-COLUMNS = ("name", "n", "fail", "perf", "unit", "sem_pct", "std_pct", "peak_memory_mb", "weight", "score")
-
-#: Every CSV column: the core ones, then statistics, energy and the ratio to a baseline.
-CSV_COLUMNS = COLUMNS + ("median", "ci95_low", "ci95_high", "stats_source", "stats_n", "energy_kj",
-                         "mean_power_w", "items_per_j", "ratio")
-
-#: Where the host's telemetry sampler writes an attempt's samples (one JSON object a line).
-TELEMETRY_NAME = "telemetry.jsonl"
+from milabox.rundir.model import AttemptResult, Run
 
 
 @dataclass
@@ -49,33 +27,6 @@ class Failure:
     attempt: str  # attempt folder, e.g. "r0-d1"; "<run folder>/r0-d1" when several runs are summarized
     status: str  # "failed" or "interrupted"
     cause: str | None
-
-
-@dataclass
-class BenchmarkEnergy:
-    """Energy of a benchmark where the host sampled power while its containers ran.
-
-    All three describe the measured steps (warm-up and start-up excluded), the same work as the rate;
-    an attempt whose samples do not cover that window counts with its whole sampled span instead.
-
-    Attributes:
-        energy_kj: energy of the measured steps of one attempt (mean over attempts with telemetry).
-        mean_power_w: mean power over the measured steps (mean over attempts).
-        items_per_j: perf / mean_power_w: the unit's items per joule (TFLOP/J for TFLOPS).
-        attempts: successful attempts that had telemetry.
-        source: the telemetry's own description of where the energy came from.
-    """
-
-    energy_kj: float | None
-    mean_power_w: float | None
-    items_per_j: float | None
-    attempts: int
-    source: str | None = None
-
-    def to_dict(self) -> dict[str, object]:
-        """The JSON form (docs/report-schema.md)."""
-        return {"energy_kj": self.energy_kj, "mean_power_w": self.mean_power_w, "items_per_j": self.items_per_j,
-                "attempts": self.attempts, "source": self.source}
 
 
 @dataclass
@@ -184,7 +135,7 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
     several = len(runs) > 1
 
     order: list[str] = []
-    by_name: dict[str, list[tuple[Run, Attempt]]] = {}
+    by_name: dict[str, list[tuple[Run, AttemptResult]]] = {}
     for run in runs:
         for name in run.manifest.benchmarks:
             if name not in by_name:
@@ -202,7 +153,7 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
     if baseline is not None:
         order += [b.name for b in baseline.benchmarks if b.name not in by_name]
 
-    energy_of = _energy_reader()
+    energy_of = energy_reader()
     rows: list[BenchmarkSummary] = []
     failures: list[Failure] = []
     for name in order:
@@ -273,7 +224,7 @@ def _against(rows: list[BenchmarkSummary], baseline: Summary, label: str) -> Bas
                     incomplete=list(reasons), incomplete_reasons=reasons)
 
 
-def _summarize_benchmark(name: str, attempts: list[Attempt],
+def _summarize_benchmark(name: str, attempts: list[AttemptResult],
                          energy_of: Callable[..., object] | None) -> BenchmarkSummary:
     if not attempts:
         return BenchmarkSummary(name, 0, 0, None, None, None, None, None, None, 0.0)
@@ -308,287 +259,5 @@ def _summarize_benchmark(name: str, attempts: list[Attempt],
         plan=first.plan,
         devices=devices,
         stats=stats,
-        energy=_benchmark_energy(ok, perf, energy_of) if energy_of else None,
+        energy=benchmark_energy(ok, perf, energy_of) if energy_of else None,
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Energy
-
-
-def _energy_reader() -> Callable[..., object] | None:
-    """``milabox.telemetry.energy.attempt_energy``, or None where telemetry is not installed."""
-    try:
-        from milabox.execution.telemetry.energy import attempt_energy
-    except ImportError:
-        return None
-    return attempt_energy
-
-
-def _benchmark_energy(ok: list[Attempt], perf: float | None,
-                      energy_of: Callable[..., object]) -> BenchmarkEnergy | None:
-    joules: list[float] = []
-    powers: list[float] = []
-    sources: list[str] = []
-    for attempt in ok:
-        if not (attempt.path / TELEMETRY_NAME).is_file():
-            continue  # the cheap check first: reports read thousands of attempts
-        window = attempt.measured_window
-        # The measured steps only (warm-up and start-up excluded): the same work as the rate.
-        energy = energy_of(Path(attempt.path), *window) if window else None
-        if energy is None:
-            energy = energy_of(Path(attempt.path))  # samples too sparse for the window: the whole attempt
-        if energy is None:
-            continue
-        if _finite(energy.joules):
-            joules.append(energy.joules)
-        if _finite(energy.mean_power_w) and energy.mean_power_w > 0:
-            powers.append(energy.mean_power_w)
-        if energy.source:
-            sources.append(str(energy.source))
-    if not joules and not powers:
-        return None
-    power = statistics.fmean(powers) if powers else None
-    return BenchmarkEnergy(
-        energy_kj=statistics.fmean(joules) / 1000 if joules else None,
-        mean_power_w=power,
-        items_per_j=perf / power if perf is not None and power else None,
-        attempts=max(len(joules), len(powers)),
-        source=", ".join(dict.fromkeys(sources)) or None,
-    )
-
-
-def _finite(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering
-
-
-def format_report(summary: Summary, fmt: str = "table") -> str:
-    """Render a Summary.
-
-    - ``table``: a plain-text table, a ``Failures:`` section if any, and a score line;
-    - ``markdown``: the same as GitHub-flavoured Markdown;
-    - ``csv``: a header of ``CSV_COLUMNS`` and one row a benchmark, numbers unrounded, None as empty;
-    - ``json``: the versioned layout of docs/report-schema.md, numbers unrounded.
-
-    Table and Markdown round perf, median, interval and score to 4 significant digits, percentages to
-    one decimal, memory to whole MB; None shows as ``-``. Energy columns appear when any benchmark has
-    telemetry, a ratio column with a baseline.
-
-    Args:
-        summary: from ``summarize``.
-        fmt: one of ``FORMATS``.
-
-    Returns:
-        The text, ending with a newline.
-
-    Raises:
-        ConfigError: ``fmt`` is not one of ``FORMATS``.
-    """
-    if fmt == "table":
-        return _format_text(summary, markdown=False)
-    if fmt == "markdown":
-        return _format_text(summary, markdown=True)
-    if fmt == "csv":
-        return _format_csv(summary)
-    if fmt == "json":
-        return json.dumps(report_dict(summary), indent=2, allow_nan=False) + "\n"
-    raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-
-def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], list[str], list[list[str]]]:
-    """The report table as text cells (also used by the HTML report).
-
-    Args:
-        summary: from ``summarize``.
-        markdown: escape ``|`` and ``\\`` for Markdown cells.
-
-    Returns:
-        (headers, column alignments ``left``/``right``, rows).
-    """
-    esc = _md_escape if markdown else (lambda text: text)
-    energy = any(b.energy for b in summary.benchmarks)
-    ratio = summary.baseline is not None
-    headers = ["benchmark", "n", "fail", "perf", "median", "95% CI", "unit", "sem %", "std %", "peak MB",
-               "weight", "score"]
-    align = ["left", "right", "right", "right", "right", "right", "left", "right", "right", "right", "right",
-             "right"]
-    if energy:
-        headers += ["energy kJ", "power W", "per joule"]
-        align += ["right"] * 3
-    if ratio:
-        headers += ["ratio"]
-        align += ["right"]
-    body = []
-    for b in summary.benchmarks:
-        s = b.stats
-        cells = [
-            esc(b.name),
-            str(b.n),
-            str(b.fail),
-            sig(b.perf),
-            sig(s.median) if s else "-",
-            _ci(s),
-            esc(b.unit) if b.unit else "-",
-            _pct(b.sem_pct),
-            _pct(b.std_pct),
-            "-" if b.peak_memory_mb is None else f"{b.peak_memory_mb:.0f}",
-            "-" if b.weight is None else f"{b.weight:g}",
-            sig(b.score),
-        ]
-        if energy:
-            e = b.energy
-            cells += [sig(e.energy_kj, 3) if e else "-", sig(e.mean_power_w, 3) if e else "-",
-                      (sig(e.items_per_j, 3) + " " + esc(_per_joule(b.unit))) if e and e.items_per_j else "-"]
-        if ratio:
-            cells += ["-" if b.ratio is None else f"{sig(b.ratio, 3)}x"]
-        body.append(cells)
-    return headers, align, body
-
-
-def _format_text(summary: Summary, markdown: bool) -> str:
-    tablefmt = "github" if markdown else "simple"
-    headers, align, body = table_rows(summary, markdown)
-    parts = [
-        tabulate(body, headers=headers, tablefmt=tablefmt, disable_numparse=True, colalign=align)
-        if body
-        else "(no benchmarks)"
-    ]
-    if summary.failures:
-        rows = [
-            [
-                _md_escape(f.benchmark) if markdown else f.benchmark,
-                f.attempt,
-                _md_escape(_cause(f)) if markdown else _cause(f),
-            ]
-            for f in summary.failures
-        ]
-        heading = "**Failures:**" if markdown else "Failures:"
-        parts.append(
-            heading
-            + "\n\n"
-            + tabulate(rows, headers=("benchmark", "attempt", "cause"), tablefmt=tablefmt, disable_numparse=True)
-        )
-    lines = score_lines(summary)
-    parts.append("\n".join(f"**{line}**" if markdown else line for line in lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def score_lines(summary: Summary) -> list[str]:
-    """The suite-level lines: the score (and the score against the baseline), then the failure rate.
-
-    Args:
-        summary: from ``summarize``.
-
-    Returns:
-        One or two lines; the last one starts with ``Score:``.
-    """
-    lines = []
-    if summary.baseline is not None:
-        b = summary.baseline
-        text = "n/a" if b.score is None else f"{sig(b.score, 3)}x"
-        lines.append(f"Against baseline {b.label}: {text}{_incomplete(b.incomplete, b.incomplete_reasons)}")
-    score = "n/a" if summary.score is None else sig(summary.score)
-    score += _incomplete(summary.incomplete, summary.incomplete_reasons)
-    if summary.failure_rate is None:
-        rate = "n/a (no attempts)"
-    else:
-        rate = f"{100 * summary.failure_rate:.1f}% ({summary.failed} of {summary.attempts} attempts)"
-    lines.append(f"Score: {score}   Failure rate: {rate}")
-    return lines
-
-
-def _incomplete(names: list[str], reasons: dict[str, str]) -> str:
-    if not names:
-        return ""
-    return " (incomplete: " + ", ".join(f"{n} [{reasons[n]}]" if n in reasons else n for n in names) + ")"
-
-
-def _format_csv(summary: Summary) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for b in summary.benchmarks:
-        writer.writerow(["" if v is None else v for v in b.csv_row()])
-    return out.getvalue()
-
-
-def report_dict(summary: Summary) -> dict[str, object]:
-    """The JSON report as a dict (docs/report-schema.md, format ``REPORT_FORMAT``).
-
-    Args:
-        summary: from ``summarize``.
-
-    Returns:
-        A JSON-serializable dict.
-    """
-    b = summary.baseline
-    return {
-        "format": REPORT_FORMAT,
-        "runs": list(summary.runs),
-        "score": summary.score,
-        "failure_rate": summary.failure_rate,
-        "incomplete": list(summary.incomplete),
-        "incomplete_reasons": dict(summary.incomplete_reasons),
-        "baseline": None if b is None else {"label": b.label, "score": b.score, "incomplete": list(b.incomplete),
-                                            "incomplete_reasons": dict(b.incomplete_reasons)},
-        "benchmarks": [row.to_dict() for row in summary.benchmarks],
-        "failures": [
-            {"benchmark": f.benchmark, "attempt": f.attempt, "status": f.status, "cause": f.cause}
-            for f in summary.failures
-        ],
-    }
-
-
-def _cause(f: Failure) -> str:
-    return " ".join((f.cause or f.status).split())  # one line, whatever the host wrote
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def _per_joule(unit: str | None) -> str:
-    """The unit of items per joule: ``items/s`` -> ``items/J``, ``TFLOPS`` -> ``TFLOP/J``."""
-    if not unit:
-        return "/J"
-    if unit.endswith("/s"):
-        return unit[:-2] + "/J"
-    if unit.upper().endswith("FLOPS"):
-        return unit[:-1] + "/J"
-    return f"({unit})/W"
-
-
-def _ci(stats: Stats | None) -> str:
-    if stats is None or stats.ci_low is None:
-        return "-"
-    return f"[{sig(stats.ci_low)}, {sig(stats.ci_high)}]"
-
-
-def sig(value: float | None, digits: int = 4) -> str:
-    """``value`` to ``digits`` significant digits, never in exponent notation; None as ``-``.
-
-    Args:
-        value: the number.
-        digits: significant digits.
-
-    Returns:
-        The text, e.g. ``0.1722`` or ``406.4``.
-    """
-    if value is None:
-        return "-"
-    if value == 0:
-        return "0"
-    decimals = digits - 1 - math.floor(math.log10(abs(value)))
-    rounded = round(value, decimals)
-    if rounded != 0 and math.floor(math.log10(abs(rounded))) != math.floor(math.log10(abs(value))):
-        decimals -= 1  # rounding carried into a new digit, e.g. 9.9996 -> 10.00 -> 10.0
-        rounded = round(value, decimals)
-    return f"{rounded:.{max(decimals, 0)}f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"

@@ -1,225 +1,20 @@
-"""Read run folders (see docs/results-format.md) into plain dataclasses, and write JSON atomically.
-
-Nothing here knows about benchmark definitions: a run folder is self-describing, so old runs stay
-readable after ``benchmarks/`` changes.
-"""
+"""Read run folders (see docs/results-format.md) into the dataclasses of :mod:`milabox.rundir.model`."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import re
-import tempfile
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from milabox.errors import ResultsError
-
-#: The result-file format version this module reads and the host writes.
-FORMAT_VERSION = 1
-
-MANIFEST_NAME = "manifest.json"
-RECORD_NAME = "record.json"
-EVENTS_NAME = "events.jsonl"
-LOG_NAME = "container.log"
+from milabox.rundir.layout import ATTEMPT_DIR_RE, EVENTS_NAME, FORMAT_VERSION, MANIFEST_NAME, RECORD_NAME
+from milabox.rundir.model import AttemptResult, Event, Manifest, Record, Run, finite_number
 
 #: Event kinds no report, comparison or plot uses: ``load_run(path, SKIPPED_BY_REPORTS)`` reads faster.
 SKIPPED_BY_REPORTS = frozenset({"loss"})
-
-#: An attempt folder: ``r<repeat>-d<device>``, e.g. ``r0-d0`` or ``r2-dall``.
-ATTEMPT_DIR_RE = re.compile(r"^r(\d+)-d(.+)$")
-
-
-@dataclass
-class Manifest:
-    """The run-level ``manifest.json``. ``raw`` holds every field, known or not."""
-
-    format: int
-    benchmarks: list[str]
-    status: str
-    milabox_version: str | None = None
-    source_commit: str | None = None
-    host: str | None = None
-    vendor: str | None = None
-    size: str | None = None
-    command: list[str] = field(default_factory=list)
-    repeat: int | None = None
-    devices: list[str] = field(default_factory=list)
-    images: dict[str, Any] = field(default_factory=dict)
-    started: str | None = None
-    ended: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Record:
-    """One attempt's ``record.json``, written by the host. ``raw`` holds every field."""
-
-    format: int
-    benchmark: str
-    repeat: int
-    device: str
-    plan: str
-    unit: str
-    weight: float
-    status: str
-    cause: str | None = None
-    group: str | None = None
-    size: str | None = None
-    image: str | None = None
-    image_id: str | None = None
-    exit_code: int | None = None
-    timed_out: bool = False
-    oom_killed: bool = False
-    wall_s: float | None = None
-    started: str | None = None
-    ended: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the attempt succeeded (``status == "ok"``)."""
-        return self.status == "ok"
-
-
-@dataclass
-class Event:
-    """One line of ``events.jsonl``: its kind, its time, and all its other fields in ``data``."""
-
-    kind: str
-    time: float | None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Attempt:
-    """One container run of one benchmark: its folder, record and parsed events."""
-
-    path: Path
-    record: Record
-    events: list[Event] = field(default_factory=list)
-    skipped_lines: int = 0  # events.jsonl lines that were not JSON objects (e.g. a cut last line)
-
-    @property
-    def name(self) -> str:
-        """The attempt folder's name, e.g. ``r0-d1``."""
-        return self.path.name
-
-    @property
-    def benchmark(self) -> str:
-        """The benchmark row this attempt belongs to (from its record)."""
-        return self.record.benchmark
-
-    @property
-    def log_path(self) -> Path:
-        """Where the container's stdout/stderr were saved (may not exist)."""
-        return self.path / LOG_NAME
-
-    @property
-    def summary(self) -> Event | None:
-        """The last ``summary`` event, or None if the benchmark never reported one."""
-        for ev in reversed(self.events):
-            if ev.kind == "summary":
-                return ev
-        return None
-
-    @property
-    def rate(self) -> float | None:
-        """The summary ``rate`` (items/s on this attempt's devices) if positive and finite, else None."""
-        ev = self.summary
-        if ev is None:
-            return None
-        value = _number(ev.data.get("rate"))
-        return value if value is not None and value > 0 else None
-
-    @property
-    def step_rates(self) -> list[float]:
-        """Per-step ``rate`` event values (measured steps only, warm-up excluded), finite ones only."""
-        out = []
-        for ev in self.events:
-            if ev.kind == "rate":
-                value = _number(ev.data.get("value"))
-                if value is not None:
-                    out.append(value)
-        return out
-
-    @property
-    def peak_memory_mb(self) -> float | None:
-        """The largest ``memory`` event ``peak_mb``, or None if none was reported."""
-        peaks = [_number(ev.data.get("peak_mb")) for ev in self.events if ev.kind == "memory"]
-        peaks = [p for p in peaks if p is not None]
-        return max(peaks) if peaks else None
-
-    @property
-    def rate_series(self) -> list[tuple[float, float]]:
-        """(time, value) of each ``rate`` event with a finite time and value, in file order."""
-        out = []
-        for ev in self.events:
-            if ev.kind == "rate" and ev.time is not None:
-                value = _number(ev.data.get("value"))
-                if value is not None:
-                    out.append((ev.time, value))
-        return out
-
-    @property
-    def process_span(self) -> tuple[float, float] | None:
-        """(time of the ``start`` event, time of the ``end`` event): the benchmark's own process time, if both exist."""
-        start = next((ev.time for ev in self.events if ev.kind == "start" and ev.time is not None), None)
-        end = next((ev.time for ev in reversed(self.events) if ev.kind == "end" and ev.time is not None), None)
-        return (start, end) if start is not None and end is not None and end >= start else None
-
-    @property
-    def measured_window(self) -> tuple[float, float] | None:
-        """Approximate (start, end) Unix times of the measured steps: the summary's ``seconds`` before the last
-        ``rate`` event (warm-up excluded). None without a summary or a rate event."""
-        summary = self.summary
-        seconds = _number(summary.data.get("seconds")) if summary is not None else None
-        if seconds is None or seconds <= 0:
-            return None
-        end = next((ev.time for ev in reversed(self.events) if ev.kind == "rate" and ev.time is not None), None)
-        return None if end is None else (end - seconds, end)
-
-    @property
-    def items(self) -> float | None:
-        """The summary's ``items`` (work measured, in the unit times seconds), if reported."""
-        ev = self.summary
-        return _number(ev.data.get("items")) if ev is not None else None
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        """The ``meta`` event's fields (torch, device, threads, precision...), or {} if there is none."""
-        for ev in self.events:
-            if ev.kind == "meta":
-                return ev.data
-        return {}
-
-    @property
-    def environment(self) -> dict[str, str]:
-        """The container's environment, from the record's ``container_request`` ({} when not recorded)."""
-        request = self.record.raw.get("container_request")
-        env = request.get("environment") if isinstance(request, dict) else None
-        return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The benchmark's parameters as passed in ``MILABOX_CONFIG`` ({} when missing or not a JSON object)."""
-        try:
-            obj = json.loads(self.environment.get("MILABOX_CONFIG", ""))
-        except ValueError:
-            return {}
-        return obj if isinstance(obj, dict) else {}
-
-
-@dataclass
-class Run:
-    """A whole run folder: its manifest and every attempt, sorted by benchmark, repeat, device."""
-
-    path: Path
-    manifest: Manifest
-    attempts: list[Attempt] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,7 +42,7 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
     if not root.is_dir():
         raise ResultsError(f"{root}: not a run folder (no such directory)")
     manifest = read_manifest(root / MANIFEST_NAME)
-    attempts: list[Attempt] = []
+    attempts: list[AttemptResult] = []
     # os.scandir: the entry types come with the listing (no stat per entry); reports read thousands.
     with os.scandir(root) as entries:
         benches = sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
@@ -263,7 +58,7 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
     return Run(path=root, manifest=manifest, attempts=attempts)
 
 
-def load_attempt(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Attempt:
+def load_attempt(path: str | os.PathLike[str], skip: Collection[str] = ()) -> AttemptResult:
     """Read one attempt folder (its record.json and events.jsonl).
 
     Args:
@@ -279,7 +74,7 @@ def load_attempt(path: str | os.PathLike[str], skip: Collection[str] = ()) -> At
     folder = Path(path)
     record = read_record(folder / RECORD_NAME)
     events, skipped = read_events(folder / EVENTS_NAME, skip)
-    return Attempt(path=folder, record=record, events=events, skipped_lines=skipped)
+    return AttemptResult(path=folder, record=record, events=events, skipped_lines=skipped)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
@@ -414,7 +209,7 @@ def read_events(path: str | os.PathLike[str], skip: Collection[str] = ()) -> tup
         if kind in skip:
             continue
         data = {k: v for k, v in obj.items() if k not in ("event", "time")}
-        events.append(Event(kind=kind, time=_number(obj.get("time")), data=data))
+        events.append(Event(kind=kind, time=finite_number(obj.get("time")), data=data))
     return events, skipped
 
 
@@ -432,87 +227,13 @@ def _read_events_fast(lines: list[str]) -> list[Event] | None:
     events = [Event(obj.pop("event"), obj.pop("time", None), obj) for obj in objs]
     for ev in events:
         if type(ev.time) is not float or not math.isfinite(ev.time):
-            ev.time = _number(ev.time)
+            ev.time = finite_number(ev.time)
     return events
-
-
-# --------------------------------------------------------------------------------------------
-# Writing
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as JSON so that readers see either the old file or the complete new one.
-
-    The JSON goes to a temporary file in the same folder, is flushed to disk, then renamed over
-    ``path`` with ``os.replace``. The file ends up mode 0644.
-
-    Args:
-        path: the destination file; its folder must exist.
-        obj: a JSON-serializable value (NaN and infinity are refused: they are not JSON).
-
-    Returns:
-        None.
-
-    Raises:
-        OSError: the folder is missing or not writable.
-        TypeError, ValueError: ``obj`` is not serializable as strict JSON (nothing is written).
-    """
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"  # serialize before touching disk
-    write_text_atomic(path, text)
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` (UTF-8) so that readers see either the old file or the complete new one.
-
-    Same method as ``write_json_atomic``: a temporary file in the same folder, fsync, ``os.replace``.
-
-    Args:
-        path: the destination file; its folder must exist.
-        text: the content.
-
-    Returns:
-        None.
-
-    Raises:
-        OSError: the folder is missing or not writable (nothing is left behind).
-    """
-    dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; best effort (not possible on every platform)
-        dir_fd = os.open(dest.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 # --------------------------------------------------------------------------------------------
 # Helpers
 
-
-def _number(value: Any) -> float | None:
-    """A finite int/float as float, else None (bools are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def _read_json_object(p: Path) -> dict[str, Any]:
@@ -585,7 +306,7 @@ class _Fields:
         value = self._get(key, required)
         if value is None and not required:
             return None
-        num = _number(value)
+        num = finite_number(value)
         if num is None:
             raise self._bad(key, "a finite number")
         return num

@@ -14,14 +14,13 @@ archive's own ``sha256sum`` through another channel for that).
 
 Parts of any size stream through in 1 MiB chunks: a part whose size is not known in advance (a ``docker
 save`` stream) gets a placeholder header that is rewritten once its data is written, so nothing is held in
-memory or spooled to a second file.
+memory or spooled to a second file. The ``SHA256SUMS`` part itself is :mod:`milabox.shipping.checksums`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -29,14 +28,12 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from milabox.errors import ShipError
+from milabox.shipping.checksums import MAX_SUMS, SUMS_NAME, check_sums, sums_bytes
 
 BLOCK = 512
 CHUNK = 1 << 20
-SUMS_NAME = "SHA256SUMS"
 _ZERO = bytes(BLOCK)
-_SUM_LINE = re.compile(r"^([0-9a-f]{64})  (.+)$")
 _MAX_NAME = 1024  # bytes; run folders' paths are far shorter
-_MAX_SUMS = 64 * 2**20  # SHA256SUMS of a results pack with very many files still fits
 
 
 class TransferReporter(Protocol):
@@ -181,7 +178,7 @@ class ArchiveWriter:
             The archive's path.
         """
         fh = self._open()
-        sums = "".join(f"{p.sha256}  {p.name}\n" for p in self.parts).encode()
+        sums = sums_bytes((p.name, p.sha256) for p in self.parts)
         fh.write(_header(SUMS_NAME, len(sums)) + sums + bytes(_padding(len(sums))) + _ZERO + _ZERO)
         fh.flush()
         os.fsync(fh.fileno())
@@ -304,7 +301,7 @@ def scan(path: Path, reporter: TransferReporter | None = None, what: str = "chec
             if name in parts:
                 raise r.damaged(start, f"part {name!r} appears twice")
             is_sums = name == SUMS_NAME
-            if is_sums and size > _MAX_SUMS:
+            if is_sums and size > MAX_SUMS:
                 raise r.damaged(start, f"{SUMS_NAME} is {size} bytes, larger than any milabox writes")
             out = None if is_sums or sink is None else sink(name)
             digest, offset, left, kept = hashlib.sha256(), r.pos, size, []
@@ -330,37 +327,8 @@ def scan(path: Path, reporter: TransferReporter | None = None, what: str = "chec
         reporter.transfer_ended(what, r.pos)
     if sums is None:
         raise ShipError(f"{where}: has no {SUMS_NAME} part (not a milabox archive, or cut short); refused")
-    _check_sums(where, parts, sums)
+    check_sums(where, {name: part.sha256 for name, part in parts.items()}, sums)
     return parts
-
-
-def _check_sums(where: str, parts: dict[str, Part], sums: bytes) -> None:
-    expected: dict[str, str] = {}
-    try:
-        text = sums.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ShipError(f"{where}: {SUMS_NAME} is not UTF-8 text (damaged); refused") from None
-    if not text.endswith("\n"):
-        raise ShipError(f"{where}: {SUMS_NAME} does not end with a newline (damaged); refused")
-    lines = text[:-1].split("\n")  # "\n" only: str.splitlines() would also split at \v, \f, \x1c...
-    for number, line in enumerate(lines, 1):
-        m = _SUM_LINE.match(line)
-        if not m:
-            raise ShipError(f"{where}: {SUMS_NAME} line {number} is not '<sha256>  <part>' (damaged): {line[:100]!r}; "
-                            "refused")
-        if m[2] in expected:
-            raise ShipError(f"{where}: {SUMS_NAME} lists part {m[2]!r} twice (damaged); refused")
-        expected[m[2]] = m[1]
-    for name, part in parts.items():
-        if name not in expected:
-            raise ShipError(f"{where}: part {name!r} is not listed in {SUMS_NAME} (added, or a damaged list); refused")
-        if expected[name] != part.sha256:
-            raise ShipError(f"{where}: part {name!r} does not match its checksum (SHA-256 expected {expected[name]}, "
-                            f"got {part.sha256}): damaged or tampered with; refused")
-    for name in expected:
-        if name not in parts:
-            raise ShipError(f"{where}: part {name!r} listed in {SUMS_NAME} is missing (removed, or a damaged list); "
-                            "refused")
 
 
 def read_part(path: Path, part: Part, reporter: TransferReporter | None = None, what: str = "reading") -> Iterator[bytes]:

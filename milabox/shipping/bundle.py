@@ -1,6 +1,6 @@
 """Bundles for vendors and air-gapped sites: the images of a selection, saved (not rebuilt), in one checked archive.
 
-A bundle (see docs/bundles.md) is a :mod:`milabox.archive` file with four parts::
+A bundle (see docs/bundles.md) is a :mod:`milabox.shipping.archive` file with four parts::
 
     README.txt     what it holds and the one command to run on the target
     bundle.json    manifest: vendor, benchmarks, each image's tag, id, digests and size, milabox version, commit
@@ -25,7 +25,7 @@ from typing import Any
 from milabox import __version__
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import Engine
+from milabox.engine import Engine
 from milabox.errors import ShipError
 from milabox.execution.provenance import host_facts
 from milabox.images.naming import NamedImage, images_for, require_built
@@ -38,6 +38,7 @@ from milabox.shipping.archive import (
     read_small_part,
     scan,
 )
+from milabox.shipping.manifest import check_manifest
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "milabox-bundle"
@@ -139,12 +140,7 @@ def _manifest(path: Path, parts: dict[str, Part]) -> dict[str, Any]:
         manifest = json.loads(read_small_part(path, parts[MANIFEST_PART]))
     except ValueError as e:
         raise ShipError(f"{path}: {MANIFEST_PART} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("kind") != BUNDLE_KIND:
-        raise ShipError(f"{path}: {MANIFEST_PART} is not a milabox bundle manifest (kind {BUNDLE_KIND!r} expected)")
-    fmt = manifest.get("format")
-    if not isinstance(fmt, int) or fmt > BUNDLE_FORMAT:
-        raise ShipError(f"{path}: bundle format {fmt!r} is newer than this milabox reads ({BUNDLE_FORMAT}); "
-                        "upgrade milabox")
+    manifest = check_manifest(path, MANIFEST_PART, manifest, BUNDLE_KIND, BUNDLE_FORMAT, "bundle")
     images = manifest.get("images")
     if not isinstance(images, list) or not images or not all(
             isinstance(i, dict) and isinstance(i.get("tag"), str) and str(i.get("id", "")).startswith("sha256:")

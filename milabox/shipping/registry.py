@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
-from milabox.engine.docker import Engine
+from milabox.engine import Engine
 from milabox.errors import ConfigError, ShipError
 from milabox.images.naming import REPOSITORY, images_for, require_built
 from milabox.shipping.archive import QuietTransfer, TransferReporter

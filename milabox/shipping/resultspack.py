@@ -1,6 +1,6 @@
 """Results packs: a whole run folder in one checked archive, carried back from a vendor and imported as a local run.
 
-A pack (see docs/bundles.md) is a :mod:`milabox.archive` file with ``pack.json`` (who packed which run, when,
+A pack (see docs/bundles.md) is a :mod:`milabox.shipping.archive` file with ``pack.json`` (who packed which run, when,
 with which milabox), every regular file of the run folder under ``<run name>/`` (manifest.json, provenance
 files, every attempt folder), and ``SHA256SUMS``. ``import`` unpacks into a hidden staging folder while
 checking every byte, reads the run back as ``milabox report`` would, and only then renames it into place, so a
@@ -21,8 +21,10 @@ from typing import IO, Any
 
 from milabox.errors import ResultsError, ShipError
 from milabox.execution.provenance import host_facts
-from milabox.rundir.read import MANIFEST_NAME, load_run, read_manifest, write_json_atomic
+from milabox.rundir.layout import MANIFEST_NAME, write_json_atomic
+from milabox.rundir.read import load_run, read_manifest
 from milabox.shipping.archive import ArchiveWriter, QuietTransfer, TransferReporter, check_name, scan
+from milabox.shipping.manifest import check_manifest
 
 PACK_FORMAT = 1
 PACK_KIND = "milabox-results"
@@ -116,12 +118,7 @@ def _read_pack(path: Path, staging: Path) -> dict[str, Any]:
         pack = json.loads((staging / PACK_PART).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ShipError(f"{path}: {PACK_PART} is missing or not JSON ({e}); not a milabox results pack") from None
-    if not isinstance(pack, dict) or pack.get("kind") != PACK_KIND:
-        raise ShipError(f"{path}: {PACK_PART} is not a milabox results pack manifest (kind {PACK_KIND!r} expected)")
-    fmt = pack.get("format")
-    if not isinstance(fmt, int) or fmt > PACK_FORMAT:
-        raise ShipError(f"{path}: results pack format {fmt!r} is newer than this milabox reads ({PACK_FORMAT}); "
-                        "upgrade milabox")
+    pack = check_manifest(path, PACK_PART, pack, PACK_KIND, PACK_FORMAT, "results pack")
     run = pack.get("run")
     if not isinstance(run, str) or "/" in run:
         raise ShipError(f"{path}: {PACK_PART} field 'run' must be the run folder's name, got {run!r}")

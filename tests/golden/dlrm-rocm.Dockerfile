@@ -1,5 +1,5 @@
 # The dlrm benchmark image (dlrm) for vendor rocm.
-# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+# Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:rocm-0.1.0
 
 # Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,

@@ -1,5 +1,5 @@
 # The rocm runtime image: AMD Instinct and Radeon GPUs through ROCm.
-# Rendered by milabox 0.1.0 from images/runtime.Dockerfile.j2; edit the template, not this file.
+# Rendered by milabox 0.1.0 from milabox/images/templates/runtime.Dockerfile.j2; edit the template, not this file.
 # Every benchmark image of this vendor starts FROM it, so Python, torch and the runtime are shared layers.
 FROM local/base:1
 

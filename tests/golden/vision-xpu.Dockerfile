@@ -1,5 +1,5 @@
 # The vision benchmark image (resnet50, convnext_large, convnext_large-fp32, regnet_y_128gf, dinov2-giant, resnet50-ddp) for vendor xpu.
-# Rendered by milabox 0.1.0 from images/benchmark.Dockerfile.j2; edit the template, not this file.
+# Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:xpu-0.1.0
 
 # Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
