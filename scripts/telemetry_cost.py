@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from milabox.execution.telemetry import TELEMETRY_NAME, Telemetry
+from milabox.execution.telemetry import Telemetry
+from milabox.rundir.layout import TELEMETRY_NAME
 
 GOAL_PCT = 1.0
 

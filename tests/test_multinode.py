@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture)
+from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor

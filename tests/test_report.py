@@ -528,7 +528,7 @@ def test_events_with_a_blank_line_read_the_same_as_without(tmp_path):
 
 
 def test_sem_pct_of_matches_the_report(tmp_path):
-    from milabox.reporting.stats import sem_pct_of
+    from milabox.stats import sem_pct_of
 
     assert sem_pct_of([5.0]) is None  # one attempt: no spread across repeats yet
     assert sem_pct_of([100.0, 110.0, 90.0]) == pytest.approx(10 / math.sqrt(3))
@@ -539,7 +539,7 @@ def test_sem_pct_of_matches_the_report(tmp_path):
 def test_t_quantile_table_matches_scipy():
     from scipy.special import stdtrit
 
-    from milabox.reporting.stats import t_quantile
+    from milabox.stats import t_quantile
 
     for df in range(1, 200):  # the table (1..120) and beyond it
         assert t_quantile(df) == pytest.approx(float(stdtrit(df, 0.975)), rel=1e-13), df

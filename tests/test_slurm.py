@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture)
+from slurm_fixture import slurm_cluster  # noqa: F401 (a fixture
 
 from milabox.cluster.client import JobState
 from milabox.cluster.job import run_job

@@ -21,11 +21,13 @@ from pathlib import Path
 import pytest
 
 from milabox.engine import BindMount, ContainerRequest
-from milabox.execution.provenance import PACKAGES_PATH, PROVENANCE_NAME
-from milabox.execution.telemetry import FIELDS, TELEMETRY_NAME, Sampler, Telemetry, TelemetryWarning, attempt_energy
+from milabox.execution.provenance import PACKAGES_PATH
+from milabox.execution.telemetry import FIELDS, Sampler, Telemetry, TelemetryWarning
 from milabox.execution.telemetry.cpu import CpuBackend, Rapl
 from milabox.execution.telemetry.xpusmi import METRICS, parse_dump_line
+from milabox.reporting.attempt_energy import attempt_energy
 from milabox.reporting.provenance import format_provenance, load_provenance
+from milabox.rundir.layout import PROVENANCE_NAME, TELEMETRY_NAME
 
 MILABOX = [sys.executable, "-m", "milabox"]
 

@@ -21,8 +21,8 @@ from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine, Exit
 from milabox.errors import RunError
 from milabox.execution import interrupts
-from milabox.execution.provenance import host_facts
 from milabox.images.naming import benchmark_tag
+from milabox.origin import host_facts
 from milabox.rundir.layout import (
     ATTEMPT_DIR_RE,
     EVENTS_NAME,

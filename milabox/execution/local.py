@@ -23,21 +23,23 @@ from milabox.engine import CONTAINER_LABEL, BindMount, ContainerRequest, Engine,
 from milabox.errors import ConfigError, EngineError, RunError
 from milabox.execution import interrupts
 from milabox.execution.multinode import NodeSpec, judge, node_request
-from milabox.execution.provenance import PROVENANCE_NAME, host_facts
 from milabox.execution.provenance import collect as collect_provenance
-from milabox.execution.telemetry import TELEMETRY_NAME, Telemetry
+from milabox.execution.telemetry import Telemetry
 from milabox.images.naming import NamedImage, benchmark_tag, groups_of, require_built, runnable
-from milabox.reporting.stats import sem_pct_of
+from milabox.origin import host_facts
 from milabox.rundir.layout import (
     EVENTS_NAME,
     FORMAT_VERSION,
     LOG_NAME,
     MANIFEST_NAME,
+    PROVENANCE_NAME,
     RECORD_NAME,
+    TELEMETRY_NAME,
     attempt_folder,
     write_json_atomic,
 )
 from milabox.rundir.outcome import classify
+from milabox.stats import sem_pct_of
 
 RESULTS_MOUNT = "/results"
 

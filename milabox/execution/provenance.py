@@ -10,53 +10,24 @@ equivalent ``docker run`` line. Reading a record back and showing it is milabox.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import os
 import platform
 import socket
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from milabox import __version__
 from milabox.errors import EngineError
-from milabox.resources import INSTALL_ROOT
+from milabox.origin import source_commit
 
 if TYPE_CHECKING:
     from milabox.engine import ContainerRequest, Engine
     from milabox.execution.telemetry import Telemetry
 
-PROVENANCE_NAME = "provenance.json"
 PROVENANCE_FORMAT = 1
 #: ``pip freeze`` of the runtime image, inherited by every benchmark image (images/runtime.Dockerfile.j2).
 PACKAGES_PATH = "/opt/milabox/runtime-constraints.txt"
-
-
-@functools.cache
-def source_commit(*paths: str) -> str:
-    """The git commit milabox runs from, with ``-dirty`` when files differ from it; ``unknown`` outside git.
-
-    Args:
-        paths: limit to the last commit that changed these paths (relative to the project). Image labels use
-            this, so an image's id changes only when its own sources do and unrelated commits keep the cache.
-    """
-    git = ["git", "-C", str(INSTALL_ROOT)]
-    try:
-        head = subprocess.run([*git, "log", "-1", "--format=%H", "--", *paths] if paths else [*git, "rev-parse",
-                              "HEAD"], capture_output=True, text=True, timeout=10, check=False)
-        if head.returncode != 0 or not head.stdout.strip():
-            return "unknown"
-        dirty = subprocess.run([*git, "status", "--porcelain", "--", *paths], capture_output=True, text=True,
-                               timeout=10, check=False).stdout.strip()
-        return head.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-
-
-def host_facts() -> dict[str, str]:
-    """Host name and milabox version, as recorded in every manifest."""
-    return {"host": socket.gethostname(), "milabox_version": __version__, "source_commit": source_commit()}
 
 
 def host_details() -> dict[str, Any]:

@@ -17,12 +17,12 @@ from milabox.definitions.benchmarks import Benchmark, all_benchmarks, group_memb
 from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine
 from milabox.errors import BuildError
-from milabox.execution.provenance import source_commit
 from milabox.images.base import resolve_base
 from milabox.images.lock import check_lock, lock_path
 from milabox.images.naming import benchmark_tag, groups_of, runnable, runtime_tag
 from milabox.images.render import TEMPLATES_DIR, dockerfile_hash, render_benchmark, render_runtime
 from milabox.images.sources import PackageSources, torch_wheels
+from milabox.origin import source_commit
 from milabox.resources import runtime_package
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")

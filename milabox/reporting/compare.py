@@ -19,9 +19,9 @@ from tabulate import tabulate
 
 from milabox.errors import ConfigError
 from milabox.reporting.formats import sig
-from milabox.reporting.stats import ALPHA, significant
 from milabox.reporting.summary import BenchmarkSummary, summarize
 from milabox.rundir.model import AttemptResult, Run
+from milabox.stats import ALPHA, significant
 
 #: Output formats ``format_comparison`` accepts.
 FORMATS = ("table", "markdown", "csv", "json")

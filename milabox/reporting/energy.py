@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from milabox.execution.telemetry import TELEMETRY_NAME
+from milabox.reporting.attempt_energy import attempt_energy
+from milabox.rundir.layout import TELEMETRY_NAME
 from milabox.rundir.model import AttemptResult
 
 
@@ -44,18 +45,14 @@ class BenchmarkEnergy:
 
 
 def energy_reader() -> Callable[..., object] | None:
-    """The per-attempt energy reader, if the telemetry subpackage is installed.
+    """The per-attempt energy reader (:func:`milabox.reporting.attempt_energy.attempt_energy`).
 
     Returns:
-        ``milabox.execution.telemetry.energy.attempt_energy``, or None where telemetry is not installed.
+        The reader; a test may stand in another.
 
     Raises:
         Nothing.
     """
-    try:
-        from milabox.execution.telemetry.energy import attempt_energy
-    except ImportError:
-        return None
     return attempt_energy
 
 

@@ -18,8 +18,8 @@ from milabox.errors import ConfigError
 
 if TYPE_CHECKING:
     # Annotations only: summary.py imports COLUMNS from here, so a runtime import would be circular.
-    from milabox.reporting.stats import Stats
     from milabox.reporting.summary import Failure, Summary
+    from milabox.stats import Stats
 
 #: Output formats ``format_report`` accepts.
 FORMATS = ("table", "markdown", "csv", "json")

@@ -17,10 +17,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from milabox.execution.telemetry import TELEMETRY_NAME
 from milabox.reporting.formats import score_lines, table_rows
 from milabox.reporting.summary import Summary, summarize
-from milabox.rundir.layout import write_text_atomic
+from milabox.rundir.layout import TELEMETRY_NAME, write_text_atomic
 from milabox.rundir.model import AttemptResult, Run
 
 _CSS = """

@@ -13,7 +13,7 @@ from typing import Any
 from tabulate import tabulate
 
 from milabox.errors import ResultsError
-from milabox.execution.provenance import PROVENANCE_NAME
+from milabox.rundir.layout import PROVENANCE_NAME
 
 
 def load_provenance(run_dir: Path) -> dict[str, Any]:

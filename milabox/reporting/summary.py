@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from milabox.reporting.energy import BenchmarkEnergy, benchmark_energy, energy_reader
 from milabox.reporting.formats import COLUMNS
-from milabox.reporting.stats import Stats, describe, weighted_geomean
 from milabox.rundir.model import AttemptResult, Run
+from milabox.stats import Stats, describe, weighted_geomean
 
 
 @dataclass

@@ -21,6 +21,8 @@ MANIFEST_NAME = "manifest.json"
 RECORD_NAME = "record.json"
 EVENTS_NAME = "events.jsonl"
 LOG_NAME = "container.log"
+TELEMETRY_NAME = "telemetry.jsonl"  # one per attempt, written by the host while the container runs
+PROVENANCE_NAME = "provenance.json"  # one per run
 
 #: An attempt folder: ``r<repeat>-d<device>``, e.g. ``r0-d0`` or ``r2-dall``.
 ATTEMPT_DIR_RE = re.compile(r"^r(\d+)-d(.+)$")

@@ -27,8 +27,8 @@ from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine
 from milabox.errors import ShipError
-from milabox.execution.provenance import host_facts
 from milabox.images.naming import NamedImage, images_for, require_built
+from milabox.origin import host_facts
 from milabox.shipping.archive import (
     ArchiveWriter,
     Part,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from milabox.errors import ResultsError, ShipError
-from milabox.execution.provenance import host_facts
+from milabox.origin import host_facts
 from milabox.rundir.layout import MANIFEST_NAME, write_json_atomic
 from milabox.rundir.read import load_run, read_manifest
 from milabox.shipping.archive import ArchiveWriter, QuietTransfer, TransferReporter, check_name, scan

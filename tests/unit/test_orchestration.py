@@ -17,8 +17,9 @@ from milabox.definitions.vendors import get_vendor
 from milabox.engine import Container, Engine
 from milabox.errors import ImageNotBuilt
 from milabox.execution.local import RunOptions, run
-from milabox.execution.provenance import PACKAGES_PATH, PROVENANCE_NAME
+from milabox.execution.provenance import PACKAGES_PATH
 from milabox.images.naming import benchmark_tag
+from milabox.rundir.layout import PROVENANCE_NAME
 from milabox.rundir.model import Record, Run
 from milabox.rundir.read import load_run
 

@@ -19,12 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import FIELDS, TELEMETRY_NAME, Backend, TelemetryWarning, Unavailable
-from .energy import Energy, attempt_energy
+from .base import FIELDS, Backend, TelemetryWarning, Unavailable
 from .sampler import Sampler
 
-__all__ = ["BACKENDS", "FIELDS", "TELEMETRY_NAME", "Backend", "Energy", "Sampler", "Telemetry", "TelemetryWarning",
-           "attempt_energy"]
+__all__ = ["BACKENDS", "FIELDS", "Backend", "Sampler", "Telemetry", "TelemetryWarning"]
 
 #: Backend names a vendor file may use.
 BACKENDS = ("nvml", "amdsmi", "xpu-smi", "psutil")

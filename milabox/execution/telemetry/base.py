@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 #: The name of the samples file in each attempt folder.
-TELEMETRY_NAME = "telemetry.jsonl"
 
 #: Fields of every sample besides ``time``, ``device`` and ``backend``, in the order they are written.
 FIELDS = ("power_w", "energy_j", "util_pct", "memory_used_mb", "memory_total_mb", "temperature_c",

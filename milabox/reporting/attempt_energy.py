@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
-from .base import TELEMETRY_NAME
+from milabox.rundir.layout import TELEMETRY_NAME
 
 Series = list[tuple[float, float]]  # (time, value), time-ordered
 
