@@ -68,7 +68,8 @@ def _native(bench, threads: int, folder: Path) -> tuple[float, dict]:
 
 def _container(engine, vendor, bench, threads: int, folder: Path) -> tuple[float, dict, float]:
     """Run the benchmark through milabox; (rate, meta, orchestration overhead in s)."""
-    from milabox.execution.local import RunOptions, run
+    from milabox.execution.local import run
+    from milabox.execution.plan import RunOptions
 
     run(engine, [bench], vendor, RunOptions(size="smoke", run_dir=folder, environment={"OMP_NUM_THREADS":
                                                                                         str(threads)}))

@@ -20,7 +20,9 @@ import pytest
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
 from milabox.engine import CONTAINER_LABEL
-from milabox.execution.local import Attempt, RunOptions, container_request, run
+from milabox.execution.local import run
+from milabox.execution.plan import Attempt, RunOptions
+from milabox.execution.requests import container_request
 from milabox.images.build import build
 from milabox.images.naming import benchmark_tag, runtime_tag
 from milabox.images.render import dockerfile_hash, render_benchmark

@@ -17,7 +17,8 @@ from milabox.definitions.vendors import get_vendor
 from milabox.engine import ContainerRequest, Exit
 from milabox.errors import ConfigError
 from milabox.execution import multinode as mn
-from milabox.execution.local import Attempt, container_request
+from milabox.execution.plan import Attempt
+from milabox.execution.requests import container_request
 from milabox.images.build import build
 from milabox.images.naming import benchmark_tag
 from milabox.images.sources import discover

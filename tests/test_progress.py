@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from milabox.cli.display import RunDisplay
 from milabox.definitions.benchmarks import all_benchmarks
-from milabox.execution.local import Attempt
+from milabox.execution.plan import Attempt
 
 
 def test_run_display_names_benchmark_repeat_and_estimates_time_left(capsys):

@@ -85,7 +85,8 @@ def test_readme_benchmark_table_is_current():
 
 @pytest.mark.parametrize("vendor_name", ["cuda", "rocm", "xpu"])
 def test_every_full_size_is_a_valid_container_request_for_gpu_vendors(vendor_name, tmp_path):
-    from milabox.execution.local import Attempt, container_request
+    from milabox.execution.plan import Attempt
+    from milabox.execution.requests import container_request
     vendor = get_vendor(vendor_name)
     for bench in all_benchmarks().values():
         if not bench.supports(vendor.name):

@@ -490,7 +490,8 @@ def test_image_files_are_read_without_running_the_image(engine):
 def test_a_real_run_writes_telemetry_and_provenance(engine, tmp_path):
     from milabox.definitions.benchmarks import all_benchmarks, select
     from milabox.definitions.vendors import get_vendor
-    from milabox.execution.local import RunOptions, run
+    from milabox.execution.local import run
+    from milabox.execution.plan import RunOptions
     from milabox.images.naming import benchmark_tag
     cpu = get_vendor("cpu")
     assert engine.image(benchmark_tag("matmul", cpu)) is not None, "build it first: milabox build matmul"

@@ -35,3 +35,23 @@ def exit_for_run(folder: Path) -> None:
         sys.exit(EXIT_INTERRUPTED)
     if any(a.record.status != "ok" for a in load_run(folder).attempts):
         sys.exit(EXIT_FAILED)
+
+
+def vendor_named(name: str):
+    """The vendor a ``--vendor`` value names (platform or maker).
+
+    Raises:
+        UnknownVendor: no vendor has that name (the message lists them).
+    """
+    from milabox.definitions.vendors import get_vendor
+    return get_vendor(name)
+
+
+def selected(names: tuple[str, ...], suite: str | None = None, exclude: tuple[str, ...] = ()):
+    """The benchmarks a command's arguments select (names, groups, families, tags; ``--suite``, ``--exclude``).
+
+    Raises:
+        UnknownBenchmark: a name matches nothing (the message suggests close names).
+    """
+    from milabox.definitions.benchmarks import all_benchmarks, select
+    return select(list(names), all_benchmarks(), suite, list(exclude))

@@ -15,7 +15,8 @@ from milabox.engine import Engine
 from milabox.errors import RunError
 from milabox.execution import interrupts
 from milabox.execution import multinode as mn
-from milabox.execution.local import RunOptions, plan_attempts, run_attempt
+from milabox.execution.attempt import run_attempt
+from milabox.execution.plan import RunOptions, plan_attempts
 from milabox.images.naming import NamedImage, benchmark_tag, require_built
 from milabox.rundir.layout import MANIFEST_NAME, RECORD_NAME, write_json_atomic
 

@@ -16,7 +16,8 @@ from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.errors import ConfigError, RunError
 from milabox.execution import multinode as mn
-from milabox.execution.local import RESULTS_MOUNT, Attempt, container_request
+from milabox.execution.plan import Attempt
+from milabox.execution.requests import RESULTS_MOUNT, container_request
 from milabox.images.naming import benchmark_tag, runnable
 from milabox.images.render import jinja_environment
 from milabox.resources import package_path

@@ -16,7 +16,8 @@ from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import get_vendor
 from milabox.engine import Container, Engine
 from milabox.errors import ImageNotBuilt
-from milabox.execution.local import RunOptions, run
+from milabox.execution.local import run
+from milabox.execution.plan import RunOptions
 from milabox.execution.provenance import PACKAGES_PATH
 from milabox.images.naming import benchmark_tag
 from milabox.rundir.layout import PROVENANCE_NAME

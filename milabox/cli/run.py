@@ -1,0 +1,69 @@
+"""``milabox run``: run benchmarks on this host's engine into a new run folder, then print the report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import warnings
+from pathlib import Path
+
+import click
+
+from milabox.cli.common import exit_for_run, selected, vendor_named
+from milabox.cli.options import env_option, format_option, selection_options, vendor_option
+
+
+@click.command("run")
+@click.argument("benchmarks", nargs=-1)
+@vendor_option
+@click.option("--size", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True)
+@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="attempts per benchmark")
+@click.option("--until-sem", "until_sem", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PCT",
+              help="stop repeating a benchmark once its sem% is below PCT (at least 2, at most --repeat attempts)")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="seconds per container (default: each benchmark's own)")
+@click.option("--devices", help="device ids, e.g. 0,1 (default: all devices, one container)")
+@click.option("--run-dir", type=click.Path(path_type=Path), default=None,
+              help="new folder for the results (default runs/<time>-<vendor>-<size>)")
+@env_option()
+@click.option("--memory", default="", help="memory limit per container, e.g. 64g (default: none)")
+@click.option("--nodes", default=None, help="multi-node run: every node's host, node rank 0 (rendezvous) first")
+@click.option("--node-rank", type=click.IntRange(0), default=None, help="with --nodes: this node's index in the list")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=None, help="with --nodes: rendezvous port "
+              "(default 29500)")
+@format_option(help_text="format of the report printed at the end")
+@click.option("--telemetry-interval", "telemetry_interval", type=click.FloatRange(min=0), default=1.0,
+              show_default=True, metavar="S", help="seconds between power/utilization samples (0: no telemetry)")
+@selection_options
+def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeout: float | None,
+        devices: str | None, run_dir: Path | None, env: dict[str, str], memory: str, fmt: str, suite: str | None = None,
+        exclude: tuple[str, ...] = (), until_sem: float | None = None, nodes: str | None = None,
+        node_rank: int | None = None, master_port: int | None = None, telemetry_interval: float = 1.0) -> None:
+    """Run BENCHMARKS (names, groups or tags; default: all) in containers and print the report."""
+    from milabox.cli.display import RunDisplay, note
+    from milabox.engine.docker import Engine
+    from milabox.execution.local import run as run_benchmarks
+    from milabox.execution.plan import RunOptions
+    from milabox.reporting.formats import format_report
+    from milabox.reporting.summary import summarize
+    from milabox.rundir.read import load_run
+    v = vendor_named(vendor)
+    chosen = selected(benchmarks, suite, exclude)
+    from milabox.execution.multinode import command_line
+    spec, chosen = command_line(nodes, node_rank, master_port, chosen,
+                                  lambda b, why: note(f"skipping {b.name}: {why}"))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    device_ids = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
+    options = RunOptions(size=size, repeat=repeat, until_sem_pct=until_sem, timeout_s=timeout, devices=device_ids,
+                         run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
+                         environment=env, memory=memory, command=("milabox", *sys.argv[1:]),
+                         nodes=spec, telemetry_interval_s=telemetry_interval)
+    with warnings.catch_warnings():  # e.g. a missing telemetry library: one line, once per run
+        warnings.showwarning = lambda message, *args, **kwargs: note(f"milabox: warning: {message}")
+        folder = run_benchmarks(Engine(), chosen, v, options, RunDisplay())
+    note(f"results in {folder}")
+    if spec is not None and spec.is_worker:  # only global rank 0 measures: its node's report holds the rate
+        note(f"node rank {spec.node_rank} of {spec.nnodes}: the rate is in node rank 0's ({spec.master}) run folder")
+    else:
+        click.echo(format_report(summarize(load_run(folder)), fmt))
+    exit_for_run(folder)
