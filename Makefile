@@ -66,10 +66,10 @@ demo: images
 lint: venv
 	$(BIN)/ruff check milabox milabox_runtime tests scripts
 
-unit: venv chromium
+unit: venv chromium  # tests/unit/ (no engine mark)
 	$(BIN)/pytest -q -m "not engine"
 
-integration: base registry-tools slurm-tools
+integration: base registry-tools slurm-tools  # tests/engine/ (marked engine)
 	$(BIN)/pytest -q -m engine
 
 test: venv lint base registry-tools slurm-tools chromium

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parent.parent
+from helpers import PROJECT
 
 
 @pytest.fixture(scope="session")

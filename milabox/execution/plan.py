@@ -13,7 +13,6 @@ from milabox.execution.multinode import NodeSpec
 from milabox.images.naming import runnable
 from milabox.rundir.layout import attempt_folder
 
-
 #: Where an attempt runs: in its own container (docker) or as a process of this Python environment (native).
 RUNTIMES = ("docker", "native")
 

@@ -381,6 +381,8 @@ def test_write_json_atomic(tmp_path):
 
 # Student t quantiles from printed tables (two-sided 95 %): df = 2 and df = 3.
 T_975_DF2 = 4.302652729749464
+
+
 T_975_DF3 = 3.182446305284263
 
 

@@ -4,9 +4,10 @@ into another's private names (README "How it is built")."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "milabox"
+from helpers import PROJECT
+
+PACKAGE = PROJECT / "milabox"
 SHARED = {"errors", "resources", "origin", "stats"}  # small modules every room may use
 # What each room may import besides SHARED: definitions -> images -> execution -> rundir -> reporting,
 # with shipping and cluster beside execution, cli on top.

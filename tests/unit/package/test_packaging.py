@@ -20,10 +20,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from helpers import GOLDEN, PROJECT
 
-PROJECT = Path(__file__).resolve().parent.parent
 PACKAGE = PROJECT / "milabox"
-GOLDEN = Path(__file__).parent / "golden"
+
+
 #: Variables that would point the installed milabox back at the checkout or at other folders.
 _UNSET = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "MILABOX_SUITE", "MILABOX_VENDORS", "MILABOX_BENCHMARKS")
 

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import PROJECT as ROOT
 
 import milabox_runtime as mr
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_run(tmp_path: Path, **config) -> mr.Run:

@@ -6,16 +6,15 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import PROJECT
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
 from milabox.errors import ConfigError, UnknownBenchmark
 from milabox.images.lock import check_lock, lock_inputs, read_pins
 
-PROJECT = Path(__file__).resolve().parent.parent
 FAMILIES = {"matmul", "vision", "nlp", "llm", "generative", "graph", "rl", "recsys", "multi-device"}
 
 
@@ -94,65 +93,3 @@ def test_every_full_size_is_a_valid_container_request_for_gpu_vendors(vendor_nam
         request = container_request(Attempt(bench, 0, ("0",)), vendor, f"milabox/{bench.group}:x", tmp_path, "full")
         config = json.loads(request.environment["MILABOX_CONFIG"])
         assert config["size"] == "full" and config["benchmark"] == bench.name and config["steps"] > 0
-
-
-class _Quiet:
-    def begin(self, image, log_path): ...
-    def step(self, image, step, steps, instruction): ...
-    def line(self, image, text): ...
-    def end(self, result): ...
-
-
-def _pip_freeze(engine, image: str, tmp_path: Path) -> str:
-    from milabox.engine import ContainerRequest
-    log = tmp_path / f"freeze-{abs(hash(image))}.log"
-    request = ContainerRequest(image=image, command=("pip", "freeze"), labels={"milabox.benchmark": "pip-freeze"})
-    with open(log, "wb") as out, engine.container(request) as container:
-        container.start(out)
-        assert container.wait(120).code == 0
-    return log.read_text()
-
-
-@pytest.mark.engine
-def test_two_builds_from_the_same_lock_freeze_the_same(engine, tmp_path):
-    """The runtime image built again from scratch (no cache) from the same lock: identical `pip freeze`."""
-    from milabox.images.build import build_runtime
-    from milabox.images.naming import runtime_tag
-    from milabox.images.sources import discover
-    cpu = get_vendor("cpu")
-    first = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path)
-    again_tag = "milabox-test/runtime-again:cpu"
-    try:
-        again = build_runtime(engine, cpu, discover(), _Quiet(), tmp_path, no_cache=True, tag=again_tag)
-        assert again.cached_steps <= 1 and first.tag == runtime_tag(cpu)
-        frozen = _pip_freeze(engine, first.tag, tmp_path)
-        assert "torch==" + cpu.torch_version in frozen.splitlines()
-        assert frozen == _pip_freeze(engine, again_tag, tmp_path)
-        labels = engine.image(again_tag).labels
-        assert labels["milabox.lock"] == "cpu.txt" and labels["milabox.lock_sha256"] == engine.image(first.tag).labels[
-            "milabox.lock_sha256"]
-    finally:
-        engine.remove_image(again_tag)
-    assert engine.containers() == []
-
-
-@pytest.mark.engine
-def test_whole_cpu_smoke_suite_passes(engine, tmp_path):
-    """`milabox build --vendor cpu` then `milabox run --suite all --size smoke`: every row passes with a positive perf."""
-    env_cmd = [sys.executable, "-m", "milabox"]
-    build = subprocess.run([*env_cmd, "build", "--suite", "all", "--vendor", "cpu"], capture_output=True, text=True,
-                           check=False)
-    assert build.returncode == 0, build.stderr[-3000:]
-    run_dir = tmp_path / "suite"
-    run = subprocess.run([*env_cmd, "run", "--suite", "all", "--vendor", "cpu", "--size", "smoke", "--run-dir",
-                          str(run_dir), "--format", "json"], capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout)
-    expected = {b.name for b in all_benchmarks().values() if b.supports("cpu")}
-    rows = {row["name"]: row for row in report["benchmarks"]}
-    assert set(rows) == expected
-    failed = {name: row for name, row in rows.items() if row["fail"] or not row["perf"] or row["perf"] <= 0}
-    assert not failed, [json.loads((p).read_text())["cause"] for p in run_dir.glob("*/*/record.json")
-                        if json.loads(p.read_text())["status"] != "ok"]
-    assert report["failure_rate"] == 0
-    assert engine.containers() == []

@@ -1,4 +1,4 @@
-"""End to end on the real Docker engine: build the CPU images, run them, find results on the host.
+"""End to end on the real Docker engine: run the CPU images, find results on the host.
 
 Nothing here fakes the engine. GPU passthrough is checked the only way this GPU-less machine allows:
 containers are created (not started) with each vendor's request and their HostConfig inspected.
@@ -10,12 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
+from helpers import CPU, MILABOX, _build
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
@@ -23,75 +23,16 @@ from milabox.engine import CONTAINER_LABEL
 from milabox.execution.local import run
 from milabox.execution.plan import Attempt, RunOptions
 from milabox.execution.requests import container_request
-from milabox.images.build import build
-from milabox.images.naming import benchmark_tag, runtime_tag
-from milabox.images.render import dockerfile_hash, render_benchmark
-from milabox.images.sources import discover
+from milabox.images.naming import benchmark_tag
 from milabox.reporting.formats import format_report
 from milabox.reporting.summary import summarize
 from milabox.rundir.read import load_run
 
 pytestmark = pytest.mark.engine
-CPU = get_vendor("cpu")
-MILABOX = [sys.executable, "-m", "milabox"]
-
-
-class Recorder:
-    """A build reporter that keeps what it is told."""
-
-    def __init__(self):
-        self.steps, self.results = [], []
-
-    def begin(self, image, log_path):
-        self.log_path = log_path
-
-    def step(self, image, step, steps, instruction):
-        self.steps.append((image, step, steps, instruction))
-
-    def line(self, image, text):
-        pass
-
-    def end(self, result):
-        self.results.append(result)
-
-
-def _build(engine, names, log_dir):
-    reporter = Recorder()
-    results = build(engine, select(names, all_benchmarks()), CPU, discover(), reporter, log_dir)
-    return results, reporter
-
-
-@pytest.fixture(scope="session")
-def cpu_images(engine, tmp_path_factory):
-    """The CPU runtime, matmul and bert images (built here, or already built by `make demo`)."""
-    results, _ = _build(engine, ["matmul", "bert"], tmp_path_factory.mktemp("logs"))
-    return {r.name: r for r in results}
 
 
 def _no_milabox_containers(engine):
     return engine.containers() == []
-
-
-def test_second_build_of_unchanged_benchmarks_is_all_cache(engine, cpu_images, tmp_path):
-    results, reporter = _build(engine, ["matmul", "bert"], tmp_path)
-    assert [r.name for r in results] == ["runtime", "bert", "matmul"]
-    for result in results:
-        assert result.steps > 0 and result.cached_steps == result.steps, result
-        assert result.image_id == cpu_images[result.name].image_id
-    assert reporter.steps and reporter.steps[0][1] == 1  # progress was reported step by step
-    assert Path(results[-1].log_path).read_text().count("Using cache") == results[-1].steps - 1  # all but FROM
-
-
-def test_images_carry_oci_and_milabox_labels(engine, cpu_images):
-    info = engine.image(benchmark_tag("bert", CPU))
-    assert info is not None and benchmark_tag("bert", CPU) == "milabox/bert:cpu-0.1.0"
-    labels = info.labels
-    assert labels["milabox.benchmark"] == "bert" and labels["milabox.vendor"] == "cpu"
-    assert labels["milabox.version"] == labels["org.opencontainers.image.version"] == "0.1.0"
-    assert labels["milabox.source_commit"] and labels["org.opencontainers.image.revision"]
-    group = [b for b in all_benchmarks().values() if b.group == "bert"]
-    assert labels["milabox.dockerfile_sha256"] == dockerfile_hash(render_benchmark(group, CPU))
-    assert engine.image(runtime_tag(CPU)).labels["milabox.torch"] == CPU.torch_version
 
 
 def test_smoke_run_results_reach_the_host_and_report(engine, cpu_images, tmp_path):
@@ -164,19 +105,6 @@ def test_out_of_memory_is_recorded_as_such(engine, broken_benchmarks, tmp_path):
     assert record["cause"] == "out of memory (OOM-killed)"
     assert record["container_request"]["memory"] == "96m"
     assert _no_milabox_containers(engine)
-
-
-def test_failed_build_step_names_the_image_step_and_log(engine, cpu_images, vendors_copy, tmp_path):
-    from milabox.errors import BuildError
-    from milabox.images.build import build_runtime
-    path = vendors_copy / "cpu.toml"
-    path.write_text(path.read_text().replace('"ca-certificates"]', '"ca-certificates", "no-such-package-milabox"]'))
-    with pytest.raises(BuildError) as err:
-        build_runtime(engine, get_vendor("cpu"), discover(), Recorder(), tmp_path, tag="milabox-test/broken:cpu")
-    message = str(err.value)
-    assert "build of runtime (milabox-test/broken:cpu) failed at step" in message
-    assert "RUN apt-get update" in message and "no-such-package-milabox" in Path(message.split("full log: ")[1]).read_text()
-    assert "\n" not in message and engine.image("milabox-test/broken:cpu") is None
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "ctrl-c-inherited-ignored", "ctrl-c-twice", "sigterm"])

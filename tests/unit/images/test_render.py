@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
+from helpers import GOLDEN
 
 from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import all_vendors
@@ -18,9 +19,12 @@ from milabox.images import render
 from milabox.images.naming import groups_of
 from milabox.images.sources import PackageSources
 
-GOLDEN = Path(__file__).parent / "golden"
 VENDORS = all_vendors()
+
+
 GROUPS = groups_of(list(all_benchmarks().values()))
+
+
 # A restricted network as milabox sees one: an internal index, a proxy CA, a local torch wheel.
 SOURCES = PackageSources(index_url="https://pypi.example.internal/simple", ca_bundle=Path("/etc/ssl/ca.crt"))
 

@@ -10,26 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import GOLDEN, assert_one_line_error, milabox
 
 from milabox.resources import package_path
 
-GOLDEN = Path(__file__).parent / "golden"
 SUITE = package_path("suite")  # the bundled suite of the milabox these tests run
-
-
-def milabox(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "milabox", *args], capture_output=True, text=True, check=False,
-                          env={**os.environ, **(env or {})}, timeout=300)
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert proc.returncode != 0
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and errors[0].startswith("milabox: error: ")
-    assert proc.stderr.strip().splitlines()[-1] == errors[0]  # progress lines may come before, nothing after
-    for fragment in fragments:
-        assert fragment in errors[0]
 
 
 def test_unknown_benchmark_suggests_names():
@@ -58,27 +43,6 @@ def test_engine_unreachable_says_what_was_tried_and_how_to_start_one(tmp_path):
     proc = milabox("build", "bert", env={"DOCKER_HOST": sock})
     assert_one_line_error(proc, sock, "make engine")
     assert not list(tmp_path.glob("*")), "nothing may be written when the engine is unreachable"
-
-
-@pytest.mark.engine
-def test_missing_base_image_says_how_to_make_or_load_one(engine, vendors_copy):
-    path = vendors_copy / "cpu.toml"
-    text = path.read_text().replace('base_image = "debian:bookworm-slim"', 'base_image = "nowhere/none:1"')
-    path.write_text(text.replace('tag = "milabox/debian:bookworm-minbase"', 'tag = "nowhere/local:1"'))
-    assert_one_line_error(milabox("build", "matmul", "--vendor", "cpu"), "base image nowhere/none:1",
-                          "milabox base --vendor cpu", "docker load")
-
-
-@pytest.mark.engine
-def test_run_with_an_image_not_built_writes_nothing(engine, benchmarks_copy, tmp_path):
-    (benchmarks_copy / "never").mkdir()
-    (benchmarks_copy / "never" / "main.py").write_text("")
-    (benchmarks_copy / "never" / "benchmark.toml").write_text(
-        'description = "never built"\nfamily = "test"\nunit = "items/s"\n[sizes.smoke]\n[sizes.full]\n')
-    run_dir = tmp_path / "run"
-    assert_one_line_error(milabox("run", "never", "--run-dir", str(run_dir)), "milabox/never:cpu-",
-                          "is not built", "milabox build never --vendor cpu")
-    assert not run_dir.exists()
 
 
 def test_devices_on_the_cpu_vendor_is_refused(tmp_path):
@@ -120,15 +84,6 @@ def test_render_runtime_passes_hadolint(tmp_path):
     lint = subprocess.run([str(Path(sys.executable).parent / "hadolint"), str(tmp_path / "Dockerfile")],
                           capture_output=True, text=True, check=False)
     assert lint.returncode == 0, lint.stdout
-
-
-@pytest.mark.engine
-def test_doctor_reports_engine_and_vendors(engine):
-    proc = milabox("doctor")
-    assert proc.returncode == 0, proc.stderr
-    assert "engine" in proc.stdout and "Docker 20" in proc.stdout or "Docker " in proc.stdout
-    for vendor in ("cpu", "cuda", "rocm", "xpu"):
-        assert f"{vendor}: devices" in proc.stdout and f"{vendor}: telemetry" in proc.stdout
 
 
 def _extra_benchmark(parent: Path, name: str) -> Path:

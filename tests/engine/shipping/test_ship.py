@@ -8,9 +8,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
@@ -18,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import CPU, _free_port, _Quiet, milabox
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
@@ -29,24 +28,11 @@ from milabox.images.naming import benchmark_tag, runtime_tag
 from milabox.images.sources import discover
 
 pytestmark = pytest.mark.engine
-CPU = get_vendor("cpu")
-
-
-def milabox(*args: str, docker_host: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, **({"DOCKER_HOST": docker_host} if docker_host else {})}
-    return subprocess.run([sys.executable, "-m", "milabox", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
 
 
 def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     return proc
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -115,13 +101,6 @@ def matmul_images(engine, tmp_path_factory):
     results = build(engine, select(["matmul"], all_benchmarks()), CPU, discover(), _Quiet(),
                     tmp_path_factory.mktemp("logs"))
     return {r.name: r for r in results}
-
-
-class _Quiet:
-    def begin(self, image, log_path): ...
-    def step(self, image, step, steps, instruction): ...
-    def line(self, image, text): ...
-    def end(self, result): ...
 
 
 def _flip(path: Path, offset: int) -> None:
