@@ -11,57 +11,97 @@ HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' milabox/vendors/
 RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test venv engine base images lint unit integration clean-containers help disk registry-tools slurm-tools \
-	chromium perf readme
+	chromium perf readme native-deps gpu-check debian-deps build-speed
 
 help:
 	@sed -n '1,4p' Makefile
 
-$(BIN)/activate: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+# The host venv, installed with uv where it is (seconds), else with pip. uv reads none of pip's settings, so pip's
+# configuration (index, find-links, cert, constraint) is handed to it as uv's environment variables.
+UV := $(shell command -v uv 2>/dev/null || ls $(CURDIR)/$(BIN)/uv 2>/dev/null)
+UV_ENV = $(shell PYTHONPATH=. $(PYTHON) -c 'from milabox.images.sources import uv_environment as u; print(u())' 2>/dev/null)
+CORE := $(VENV)/.milabox-core
+$(CORE): pyproject.toml
+	@[ ! -f $(PHASES) ] || date +%s.%N > .milabox/venv-start
+	@if [ -n "$(UV)" ] && $(UV_ENV) $(UV) venv --quiet --allow-existing --seed $(VENV) \
+	  && $(UV_ENV) $(UV) pip install --quiet --python $(BIN)/python -e '.[test]'; then echo "venv: installed with uv"; \
+	else $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[test]'; fi
+	@[ ! -f $(PHASES) ] || echo "venv $$(cat .milabox/venv-start) $$(date +%s.%N)" >> $(PHASES)
+	@touch $@
+
+# The CLI (above) is all the demo needs; the base image can be made while torch installs here (make -j).
+$(BIN)/activate: $(CORE)
 	@# Torch on the host only for the runtime's torch unit tests and native comparisons: the CPU wheel
 	@# from pip's find-links where there is one (never the multi-GB CUDA build from PyPI).
-	@$(BIN)/pip install --quiet 'torch==$(HOST_TORCH)' 2>/dev/null \
+	@{ [ -n "$(UV)" ] && $(UV_ENV) $(UV) pip install --quiet --python $(BIN)/python 'torch==$(HOST_TORCH)' 2>/dev/null; } \
+	  || $(BIN)/pip install --quiet 'torch==$(HOST_TORCH)' 2>/dev/null \
 	  || echo "no $(HOST_TORCH) wheel in pip's find-links: torch-based unit tests will be skipped"
 	@touch $@
 
 venv: $(BIN)/activate
 
+# The Debian packages the set-up needs that are missing, in ONE apt transaction (root only; a no-op when all are
+# there): command:package pairs. The demo needs dockerd and debootstrap; the test targets add their tools below.
+DEBS := dockerd:docker.io debootstrap:debootstrap
+TEST_DEBS := docker-registry:docker-registry slurmctld:slurmctld slurmd:slurmd srun:slurm-client munged:munge \
+	chromium:chromium
+test unit integration: DEBS += $(TEST_DEBS)
+registry-tools: DEBS += docker-registry:docker-registry
+slurm-tools: DEBS += slurmctld:slurmctld slurmd:slurmd srun:slurm-client munged:munge
+chromium: DEBS += chromium:chromium
+debian-deps:
+	@missing=$$(for d in $(DEBS); do PATH=$$PATH:/usr/sbin:/sbin command -v $${d%%:*} >/dev/null || echo $${d#*:}; done); \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then echo "apt: installing" $$missing; \
+	  apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get -o DPkg::Lock::Timeout=300 install -y -qq $$missing >/dev/null; fi
+
+# Demo phases (name start end, epoch seconds) go to $(PHASES); `make demo` prints them as a table at the end.
+PHASES := .milabox/demo-phases.txt
+phase = set -o pipefail; s=$$(date +%s.%N); $(2); rc=$$?; [ ! -f $(PHASES) ] || echo "$(1) $$s $$(date +%s.%N)" >> $(PHASES); \
+	exit $$rc
+
 # A Docker engine that answers: the running one, or (as root) Debian's docker.io installed and started.
-engine:
-	@bash scripts/engine.sh
+engine: debian-deps
+	@$(call phase,engine,bash scripts/engine.sh)
 
 # Debian's docker-registry, which the registry tests start on 127.0.0.1 (push/pull by digest).
-registry-tools:
+registry-tools: debian-deps
 	@command -v docker-registry >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq docker-registry >/dev/null; }
 	@command -v docker-registry >/dev/null || echo "docker-registry is missing (needs root to install): registry tests will fail"
 
 # Slurm's daemons and clients and munge (Debian's), which the Slurm tests start as a one-node cluster.
-slurm-tools:
+slurm-tools: debian-deps
 	@command -v slurmctld >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq slurmctld slurmd slurm-client \
 	  munge >/dev/null; }
 	@command -v slurmctld >/dev/null || echo "slurmctld is missing (needs root to install): Slurm tests will fail"
 
 # Debian's Chromium, in which the HTML report test renders the report headless and checks the screenshot.
-chromium:
+chromium: debian-deps
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get -o DPkg::Lock::Timeout=300 update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq chromium >/dev/null; }
 	@command -v chromium >/dev/null || echo "chromium is missing (needs root to install): the HTML report test will fail"
 
 # The CPU vendor's base image: pulled where a registry answers, else made with debootstrap.
-base: venv engine
-	@command -v debootstrap >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
-	@$(MILABOX) base --vendor cpu
+base: $(CORE) engine
+	@$(call phase,base,$(MILABOX) base --vendor cpu)
 
+# The build's own "built <tag> ... in <s>s" lines split its phase into the runtime image and the benchmark images.
 images: base
-	$(MILABOX) build $(DEMO) --vendor cpu
+	@$(call phase,build,$(MILABOX) build $(DEMO) --vendor cpu | tee .milabox/build.log)
 
-demo: images
-	$(MILABOX) run $(DEMO) --vendor cpu --size smoke --run-dir $(RUN_DIR)
+# The engine and the host venv are made at once (make -j2); then the base, the images, the run, the timing table.
+demo:
+	@mkdir -p .milabox && : > $(PHASES)
+	@$(MAKE) --no-print-directory -j2 engine $(CORE)
+	@$(MAKE) --no-print-directory images
+	@$(call phase,run,$(MILABOX) run $(DEMO) --vendor cpu --size smoke --run-dir $(RUN_DIR))
+	@awk 'NR==FNR { if ($$1 == "built" && $$2 ~ /runtime/) for (i = 3; i < NF; i++) if ($$i == "in") { \
+	    rt = $$(i + 1); sub(/s,?$$/, "", rt) }; next } \
+	  $$1 == "build" { print "runtime-image", $$2, $$2 + rt; print "benchmark-images", $$2 + rt, $$3; next } \
+	  { print } ' .milabox/build.log $(PHASES) | sort -k2 -n | awk '!t0 { t0 = $$2; print "\nphase              start s    end s   took s" } \
+	  { printf "%-16s %9.1f %8.1f %8.1f\n", $$1, $$2 - t0, $$3 - t0, $$3 - $$2 } END { printf "%-16s %9s %8.1f\n", "total", "", $$3 - t0 }'
 
 lint: venv
 	$(BIN)/ruff check milabox milabox_runtime tests scripts
@@ -78,7 +118,11 @@ test: venv lint base registry-tools slurm-tools chromium
 clean-containers: venv
 	@$(BIN)/python -c 'from milabox.engine import Engine; e = Engine(); [e.client.containers.get(c).remove(force=True) for c in e.containers()]'
 
-# Unique disk of the CPU suite's images against the goal (at most twice the runtime image).
+# The CPU runtime image built twice with --no-cache from the same lock, with uv and with pip: both times, `ratio X`.
+build-speed: base
+	$(BIN)/python scripts/build_speed.py cpu
+
+# Unique disk of the CPU suite's images against the goal (at most 1.05 x the runtime image).
 disk: base
 	$(MILABOX) build --suite all --vendor cpu
 	$(BIN)/python scripts/disk.py cpu
@@ -93,3 +137,15 @@ perf: images
 # The README's benchmark table, regenerated from the definitions (a test checks it is current).
 readme: venv
 	$(BIN)/python scripts/readme_table.py
+
+# --runtime native in the project venv: every benchmark's requirements from the CPU lock, hash-checked, except
+# torch, which the venv target installs (the CPU wheel from pip's find-links; a GPU machine keeps its own torch).
+NATIVE_LOCK := $(VENV)/native-requirements.txt
+native-deps: venv
+	@awk '/^[A-Za-z0-9]/ { skip = ($$0 ~ /^torch==/) } !skip' milabox/vendors/locks/cpu.txt > $(NATIVE_LOCK)
+	$(BIN)/pip install --quiet --require-hashes -r $(NATIVE_LOCK)
+
+# On a machine with an NVIDIA GPU and torch (no Docker): every benchmark natively at smoke size, one full-size
+# step each, matmul-bf16 sustained against the GPU's dense bf16 peak; one table (scripts/gpu_check.py).
+gpu-check:
+	$(if $(wildcard $(BIN)/python),$(BIN)/python,$(PYTHON)) scripts/gpu_check.py

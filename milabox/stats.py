@@ -1,9 +1,13 @@
-"""Statistics of measured rates: mean, median, spread, confidence intervals, significance, scores.
+"""Statistics of measured rates: spread, confidence intervals, significance, scores, noise and slow phases.
 
-Everything here works on plain lists of floats, so the report, the comparison and ``run --until-sem``
-share one definition of sem% and of "significantly different". SciPy supplies the Student t
-quantiles (``scipy.special``; the common 95 % ones from a table of its values) and Welch's t-test
-(``scipy.stats``, imported only by ``compare``).
+Everything here works on plain lists of floats, so the report, the comparison and ``run --until-sem`` /
+``--repeat auto`` / ``--until-stable`` share one definition of sem%, CV% and of "significantly different".
+SciPy (``scipy.special`` only) supplies the Student t quantiles (the common 95 % ones from a table of its
+values) and the t distribution behind Welch's test.
+
+Helpers for other commands: ``cv_pct`` (run-to-run noise), ``repeats_for_cv`` (how many runs that noise
+calls for), ``slow_phase`` (a transient slow phase inside one attempt's steps), ``ratio_ci`` (Fieller's
+interval of a ratio of two means), ``welch_p``.
 """
 
 from __future__ import annotations
@@ -11,14 +15,16 @@ from __future__ import annotations
 import functools
 import math
 import statistics
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 #: The confidence level of every interval milabox reports.
 CONFIDENCE = 0.95
 
-#: Below this p-value (and with disjoint intervals) a difference counts as significant.
+#: Fewest attempt-level values (one rate per attempt) for a spread, a test or a suite interval in compare.
+MIN_ATTEMPTS = 2
+
+#: Below this p-value (Welch, with the ratio's interval excluding 1) a difference counts as significant.
 ALPHA = 0.05
 
 
@@ -172,45 +178,15 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float | None:
     """
     if len(a) < 2 or len(b) < 2:
         return None
-    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if va == 0 and vb == 0:
         return 1.0 if statistics.fmean(a) == statistics.fmean(b) else 0.0
-    from scipy.stats import ttest_ind
+    from scipy.special import stdtr  # the formula of scipy.stats.ttest_ind(equal_var=False), without its overhead
 
-    with warnings.catch_warnings():  # near-identical samples: SciPy warns about precision, the p-value is fine
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    t = (statistics.fmean(a) - statistics.fmean(b)) / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    p = float(2 * stdtr(df, -abs(t)))
     return p if math.isfinite(p) else None
-
-
-def intervals_overlap(a: Stats, b: Stats) -> bool | None:
-    """Whether the confidence intervals of ``a`` and ``b`` overlap (None when either has none)."""
-    if a.ci_low is None or b.ci_low is None:
-        return None
-    return a.ci_low <= b.ci_high and b.ci_low <= a.ci_high
-
-
-def significant(a: Stats | None, b: Stats | None, alpha: float = ALPHA) -> tuple[bool | None, float | None]:
-    """Is the difference between the means of ``a`` and ``b`` significant?
-
-    Conservative on purpose: significant only when the confidence intervals are disjoint AND
-    Welch's t-test gives p < ``alpha``. Either criterion alone failing means "not significant".
-
-    Args:
-        a, b: the two samples' statistics.
-        alpha: the test's threshold.
-
-    Returns:
-        (significant, p-value): significant is None (unknown) when either side has fewer than two
-        values; the p-value is None when it could not be computed.
-
-    Raises:
-        Nothing.
-    """
-    if a is None or b is None or a.n < 2 or b.n < 2:
-        return None, None
-    p = welch_p(a.values, b.values)
-    overlap = intervals_overlap(a, b)
-    return (not overlap and p is not None and p < alpha), p
 
 
 def weighted_geomean(pairs: Iterable[tuple[float, float]]) -> float | None:
@@ -250,3 +226,156 @@ def sem_pct_of(rates: Sequence[float]) -> float | None:
         return None
     stats = describe(rates)
     return stats.sem_pct if stats else None
+
+
+def cv_pct(values: Sequence[float]) -> float | None:
+    """Coefficient of variation: sample standard deviation (n - 1) as % of the mean (run-to-run noise).
+
+    Args:
+        values: one rate per attempt.
+
+    Returns:
+        The CV in %, or None with fewer than two values or a zero mean.
+
+    Raises:
+        Nothing.
+    """
+    stats = describe(values)
+    return stats.std_pct if stats else None
+
+
+#: ``repeats_for_cv``'s bands: (CV % upper bound, runs). The rule is Milabench's later one as the issue
+#: "Decision-grade numbers" states it (no public text of it was found to cite): < 5 % -> 3, 5-15 % -> 5,
+#: 15-25 % -> 5, >= 25 % -> do not trust. 15-25 % stays at 5 (not more): 5 runs already give an
+#: attempt-level interval; more repeats shrink it only as 1/sqrt(n), while a CV that high usually means a
+#: setup problem (contention, throttling) that more repeats do not fix, so callers should warn instead.
+CV_BANDS = ((5.0, 3), (15.0, 5), (25.0, 5))
+
+
+def repeats_for_cv(cv: float) -> int | None:
+    """How many runs a benchmark with this run-to-run noise needs (``run --repeat auto``), per ``CV_BANDS``.
+
+    Args:
+        cv: the coefficient of variation of attempt rates, in % (``cv_pct``).
+
+    Returns:
+        3 below 5 %, 5 from 5 % to below 25 %, None from 25 % on ("do not trust a throughput figure").
+
+    Raises:
+        ValueError: cv is negative or not finite.
+    """
+    if not math.isfinite(cv) or cv < 0:
+        raise ValueError(f"repeats_for_cv needs a CV in % >= 0, got {cv!r}")
+    return next((runs for bound, runs in CV_BANDS if cv < bound), None)
+
+
+#: ``slow_phase`` defaults: at least this many slow steps, each below the median by more than this fraction.
+SLOW_MIN_STEPS = 5
+SLOW_DROP = 0.15
+
+
+def slow_phase(step_rates: Sequence[float], min_steps: int = SLOW_MIN_STEPS,
+               drop: float = SLOW_DROP) -> tuple[int, int] | None:
+    """A transient phase of slow steps in one attempt (warm-up leftovers, throttling, a noisy neighbour).
+
+    A step is slow when its rate is below ``median x (1 - drop)``, the median over all the attempt's steps.
+    A phase is a stretch of slow steps in which a single step back at speed does not break the stretch,
+    holding at least ``min_steps`` slow steps. So a single slow step (or a few scattered ones) is never a
+    phase, and one fast outlier inside a slow phase does not split it. A phase covering most steps moves
+    the median itself and is not found: this detects the minority phase of an otherwise steady attempt.
+
+    Args:
+        step_rates: the attempt's per-step rates in step order (warm-up excluded).
+        min_steps: fewest slow steps in a phase (default 5, at least 2).
+        drop: how far below the median a slow step is, as a fraction (default 0.15, in (0, 1)).
+
+    Returns:
+        (first, last) step index of the longest phase (the earliest of equally long ones), or None.
+
+    Raises:
+        ValueError: min_steps < 2 or drop outside (0, 1).
+    """
+    if min_steps < 2 or not 0 < drop < 1:
+        raise ValueError(f"slow_phase needs min_steps >= 2 and 0 < drop < 1, got {min_steps}, {drop}")
+    rates = list(step_rates)
+    if len(rates) < min_steps:
+        return None
+    cut = statistics.median(rates) * (1 - drop)
+    slow = [r < cut for r in rates]
+    best: tuple[int, int] | None = None
+    i = 0
+    while i < len(slow):
+        if not slow[i]:
+            i += 1
+            continue
+        j, count = i, 1
+        while j + 1 < len(slow) and (slow[j + 1] or (j + 2 < len(slow) and slow[j + 2])):
+            j += 1 if slow[j + 1] else 2  # a single fast step between two slow ones stays in the phase
+            count += 1
+        if count >= min_steps and (best is None or j - i > best[1] - best[0]):
+            best = (i, j)
+        i = j + 1
+    return best
+
+
+def ratio_ci(a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """Confidence interval of mean(b) / mean(a) for independent samples, by Fieller's theorem.
+
+    The bounds are the ratios r with (mean b - r mean a)^2 <= t^2 (sem_b^2 + r^2 sem_a^2), t the Student
+    quantile at the Welch-Satterthwaite degrees of freedom of that difference at the point estimate,
+    rounded down (conservative). At r = 1 this is Welch's test, so "the interval excludes 1" and
+    "Welch p < 1 - confidence" agree up to that rounding.
+
+    Args:
+        a: the baseline sample (e.g. attempt rates of run A).
+        b: the other sample.
+        confidence: e.g. 0.95.
+
+    Returns:
+        (low, high); None when either sample has fewer than 2 values or mean(a) is not clearly above 0
+        (the interval is unbounded then). Two samples without spread give (ratio, ratio).
+
+    Raises:
+        ValueError: confidence not in (0, 1).
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ma, mb = statistics.fmean(a), statistics.fmean(b)
+    if ma <= 0:
+        return None
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    ratio = mb / ma
+    if va == 0 and vb == 0:
+        return ratio, ratio
+    df = (vb + ratio ** 2 * va) ** 2 / (vb ** 2 / (len(b) - 1) + ratio ** 4 * va ** 2 / (len(a) - 1))
+    t2 = t_quantile(max(1, int(df)), confidence) ** 2
+    den = ma * ma - t2 * va
+    if den <= 0:
+        return None
+    root = math.sqrt(max(0.0, (ma * mb) ** 2 - den * (mb * mb - t2 * vb)))
+    return (ma * mb - root) / den, (ma * mb + root) / den
+
+
+#: compare's default regression threshold is ``max(NOISE_MULTIPLE x CV, MIN_THRESHOLD)``, CV of the baseline's
+#: attempt rates: twice the noise keeps a same-setup pair from crossing it by chance, 3 % is the floor below
+#: which a difference does not decide a purchase.
+NOISE_MULTIPLE = 2.0
+MIN_THRESHOLD = 0.03
+#: That rule in words, for legends and JSON.
+THRESHOLD_RULE = f"max({NOISE_MULTIPLE:g}\u00d7CV, {100 * MIN_THRESHOLD:g}%)"
+
+
+def noise_threshold(baseline_rates: Sequence[float]) -> float | None:
+    """The threshold a difference must exceed, from the measured noise: ``max(NOISE_MULTIPLE x CV, MIN_THRESHOLD)``.
+
+    Args:
+        baseline_rates: the baseline's attempt rates for one benchmark.
+
+    Returns:
+        A fraction (0.06 for 6 %), or None with fewer than two rates (no noise measured).
+
+    Raises:
+        Nothing.
+    """
+    cv = cv_pct(baseline_rates)
+    return None if cv is None else max(NOISE_MULTIPLE * cv / 100, MIN_THRESHOLD)

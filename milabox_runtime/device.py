@@ -12,6 +12,8 @@ import resource
 import sys
 from typing import Any
 
+from .precision import tf32_in_effect
+
 DEVICE_TYPES = ("cpu", "cuda", "xpu")
 
 
@@ -153,10 +155,11 @@ def device_info(device_type: str) -> dict[str, Any]:
 
     Returns:
         ``type``, ``name``, ``count`` and, where known, ``capability``, ``backend``, ``arch``,
-        ``memory_mb`` (accelerators) or ``cores`` (cpu).
+        ``memory_mb`` (accelerators) or ``cores`` (cpu); ``tf32``: whether fp32 matmuls run as TF32 as set
+        (accelerators; see :func:`milabox_runtime.precision.tf32_in_effect`).
     """
     if device_type == "cpu":
-        return {"type": "cpu", "name": cpu_name(), "count": 1, "cores": cpu_cores()}
+        return {"type": "cpu", "name": cpu_name(), "count": 1, "cores": cpu_cores(), "tf32": False}
     torch = import_torch(required=True)
     backend = _backend(torch, device_type)
     index = backend.current_device()
@@ -173,4 +176,5 @@ def device_info(device_type: str) -> dict[str, Any]:
     total = getattr(props, "total_memory", None)
     if total:
         info["memory_mb"] = round(total / 2**20)
+    info["tf32"] = tf32_in_effect(torch, device_type, str(info.get("arch", "")), str(info.get("capability", "")))
     return info

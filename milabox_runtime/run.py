@@ -23,7 +23,7 @@ from . import precision as _prec
 from .errors import NonFiniteLoss, NoRate, Terminated
 from .events import EventWriter
 
-LOOP_DEFAULTS: dict[str, Any] = {"warmup": 3, "steps": 20, "max_seconds": 600}
+LOOP_DEFAULTS: dict[str, Any] = {"warmup": 3, "steps": 20, "min_seconds": 0, "max_seconds": 600}
 # Kinds the runtime writes itself; emit() refuses them so that the contract cannot be broken.
 CORE_KINDS = frozenset({"start", "meta", "rate", "loss", "memory", "summary", "end"})
 
@@ -81,8 +81,8 @@ class Run:
             nnodes: nodes in the job.
 
         Raises:
-            ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0), precision,
-                or rank/world_size/nnodes.
+            ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0, min_seconds < 0 or above
+                max_seconds), precision, or rank/world_size/nnodes.
         """
         if not (0 <= rank < world_size) or nnodes < 1 or nnodes > world_size:
             raise ValueError(f"invalid layout: rank {rank}, world_size {world_size}, nnodes {nnodes}")
@@ -93,6 +93,10 @@ class Run:
         self.max_seconds = float(cfg["max_seconds"])
         if not self.max_seconds > 0:  # also rejects NaN
             raise ValueError(f"config 'max_seconds' must be > 0, not {cfg['max_seconds']!r}")
+        self.min_seconds = float(cfg["min_seconds"])
+        if not 0 <= self.min_seconds <= self.max_seconds:
+            raise ValueError(f"config 'min_seconds' must be >= 0 and <= max_seconds ({self.max_seconds:g}), "
+                             f"not {cfg['min_seconds']!r}")
         self.precision = _prec.check_precision(cfg.get("precision"))
         self.unit = str(cfg.get("unit") or "items/s")
         self.config = cfg
@@ -195,8 +199,9 @@ class Run:
         self._entered = True
         self._writer = EventWriter(self.results_dir) if self.rank == 0 else _NoWriter()
         cfg = self.config
+        # The vendor too, so a folder written by a plain `docker run` says where it ran (milabox results adopt).
         self._write("start", benchmark=cfg.get("benchmark"), size=cfg.get("size"), pid=os.getpid(),
-                    group=cfg.get("group"))
+                    group=cfg.get("group"), vendor=os.environ.get("MILABOX_VENDOR") or None)
         try:
             torch = _dev.import_torch()
             if torch is not None:
@@ -265,8 +270,9 @@ class Run:
 
         Warm-up steps yield -warmup .. -1 and are not timed; measured steps yield 0, 1, ... (the
         same numbers as their ``rate`` and ``loss`` events). The device is synchronised before
-        each clock read. Stops after ``steps`` measured steps or once measured time reaches
-        ``max_seconds``, whichever comes first.
+        each clock read. Stops once both ``steps`` measured steps and ``min_seconds`` of measured
+        time are reached, or once measured time reaches ``max_seconds`` (the hard cap), whichever
+        comes first.
 
         Args:
             items: work done by each step, in the run's unit times seconds (e.g. samples, or
@@ -293,12 +299,16 @@ class Run:
                 yield step
                 self._items_of_step(items)  # validate now rather than after the warm-up
                 self.warmup_steps += 1
-            for step in range(self.num_steps):
+            step = 0
+            while True:
+                done = self.measured_steps >= self.num_steps and self.measured_seconds >= self.min_seconds
                 over = self.measured_seconds >= self.max_seconds
+                end = done or over
                 if self.world_size > 1:  # every rank must stop at the same step: rank 0 decides
-                    over = _dist.agree_with_rank0(over, self)
-                if over:
-                    self._stopped_by = "max_seconds"
+                    end = _dist.agree_with_rank0(end, self)
+                if end:
+                    self._stopped_by = ("max_seconds" if not done else
+                                        "min_seconds" if self.measured_steps > self.num_steps else "steps")
                     break
                 self._begin(step)
                 sync(kind)
@@ -313,8 +323,7 @@ class Run:
                 self.measured_seconds += seconds
                 self._write("rate", step=step, value=n / seconds, unit=self.unit, items=n,
                             seconds=seconds)
-            else:
-                self._stopped_by = "steps"  # not reached when the benchmark leaves the loop itself
+                step += 1
         finally:
             self._step = None
             self._stepping = False

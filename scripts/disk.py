@@ -1,4 +1,4 @@
-"""Print the disk the CPU suite's images take, against the goal: at most twice the runtime image's size.
+"""Print the disk the CPU suite's images take, against the goal: at most 1.05 x the runtime image's size.
 
 Layers shared between images count once (the engine's own `docker system df -v` accounting): the suite's
 unique disk is the runtime image plus what each benchmark image adds on top of shared layers.
@@ -14,6 +14,8 @@ from milabox.engine.docker import Engine
 from milabox.images.naming import benchmark_tag, groups_of, runtime_tag
 
 MB = 1e6
+# Benchmark images add only their code on the runtime image's layers: 5% over it is already a lot of code.
+GOAL = 1.05
 
 
 def main(vendor_name: str = "cpu") -> int:
@@ -42,8 +44,8 @@ def main(vendor_name: str = "cpu") -> int:
         print(f"{benchmark_tag(group, vendor):<40} {size / MB:>10.1f} {own / MB:>10.1f}")
     ratio = unique / runtime["size"]
     print(f"\nunique disk of the {vendor.name} suite: {unique / MB:.1f} MB = {ratio:.3f} x the runtime image "
-          f"(goal <= 2): {'OK' if ratio <= 2 else 'OVER'}")
-    return 0 if ratio <= 2 else 1
+          f"(goal <= {GOAL}): {'OK' if ratio <= GOAL else 'OVER'}")
+    return 0 if ratio <= GOAL else 1
 
 
 if __name__ == "__main__":

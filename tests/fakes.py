@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class Behaviour:
         interrupt: Ctrl-C arrives while it runs (the wait stops it, as the Docker container does).
         engine_error: the engine fails with this EngineError message, at ``engine_error_at``.
         engine_error_at: ``create``, ``start`` or ``wait``.
+        block: the wait blocks (really, in its thread) until the container is stopped, as a long benchmark
+            does; an AssertionError after ``seconds`` of real time if nothing stops it.
     """
 
     exit_code: int = 0
@@ -54,6 +57,7 @@ class Behaviour:
     interrupt: bool = False
     engine_error: str | None = None
     engine_error_at: str = "wait"
+    block: bool = False
 
 
 def ok(rate: float = 100.0, seconds: float = 1.0) -> Behaviour:
@@ -104,16 +108,23 @@ class FakeContainer:
         self.state, self.waited_with, self.stopped = "created", None, False
         self._code: int | None = None
         self._log: IO[bytes] | None = None
+        self._stopping = threading.Event()
 
     def start(self, log: IO[bytes] | None = None) -> None:
         """Start it (see :meth:`milabox.engine.Container.start`); raises EngineError when scripted to."""
         self._fail_at("start")
         self._log, self.state = log, "running"
+        self._engine.calls.append(("start", self.id))
 
     def wait(self, timeout: float | None) -> Exit:
         """Run the behaviour to its end; EngineError when scripted to, AssertionError for a hang with no timeout."""
         self.waited_with = timeout
+        self._engine.calls.append(("wait", self.id))
         b = self.behaviour
+        if b.block:
+            if not self._stopping.wait(b.seconds):
+                raise AssertionError(f"{self.id} blocked for {b.seconds} s and nothing stopped it")
+            return Exit(code=None, interrupted=True)
         try:
             if (b.engine_error is not None and b.engine_error_at == "wait") or b.interrupt:
                 self._write_events(finished=False)
@@ -132,8 +143,10 @@ class FakeContainer:
             return self.stop()
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> Exit:
-        """Stop it: Exit with ``interrupted``."""
+        """Stop it: Exit with ``interrupted`` (a blocked wait returns)."""
         self.stopped = True
+        self._engine.calls.append(("stop", self.id))
+        self._stopping.set()
         return self._ended(None, interrupted=True)
 
     def inspect(self) -> dict[str, Any]:
@@ -145,7 +158,8 @@ class FakeContainer:
                                          "OOMKilled": self.behaviour.oom_killed and self.state == "exited"},
                 "Config": {"Image": r.image, "Env": [f"{k}={v}" for k, v in r.environment.items()],
                            "Labels": dict(r.labels), "User": r.user},
-                "HostConfig": {"NetworkMode": r.network_mode, "Memory": r.memory, "ReadonlyRootfs": False}}
+                "HostConfig": {"NetworkMode": r.network_mode, "Memory": r.memory, "ReadonlyRootfs": False,
+                               "CpusetCpus": r.cpuset_cpus}}
 
     def remove(self) -> None:
         """Remove it; never raises, records the removal once."""
@@ -223,6 +237,7 @@ class FakeEngine:
         requests: every container request it was given, in order (refused ones too).
         created: every container it created.
         removed: ids of the containers removed, in order.
+        calls: (``create``/``start``/``wait``/``stop``, container id) in the order they came, from any thread.
         registry: ``repository:tag`` -> image, for push and pull.
     """
 
@@ -232,6 +247,7 @@ class FakeEngine:
         self.requests: list[ContainerRequest] = []
         self.created: list[FakeContainer] = []
         self.removed: list[str] = []
+        self.calls: list[tuple[str, str]] = []
         self.registry: dict[str, _Image] = {}
         self._images: list[_Image] = []
         self._scripts: dict[str, list[Behaviour]] = {}
@@ -327,6 +343,7 @@ class FakeEngine:
             raise EngineError(behaviour.engine_error)
         container = FakeContainer(self, request, behaviour, len(self.created))
         self.created.append(container)
+        self.calls.append(("create", container.id))
         return container
 
     def containers(self, label: str = CONTAINER_LABEL) -> list[str]:

@@ -131,5 +131,18 @@ class RunDisplay:
         note(f"{benchmark.name}: sem {sem_pct:.2g}% after {repeats} repeat(s) is below --until-sem; "
              f"{skipped} attempt(s) skipped")
 
+    def repeats_chosen(self, benchmark, cv_pct: float | None, repeats: int | None) -> None:
+        """``--repeat auto`` judged the first repeats: how many it runs, or a warning that the figure is noise."""
+        if repeats is None:
+            why = f"run-to-run CV {cv_pct:.3g}%" if cv_pct is not None else "too few successful repeats"
+            note(f"milabox: warning: {benchmark.name}: {why}; this figure cannot be trusted")
+        else:
+            note(f"{benchmark.name}: run-to-run CV {cv_pct:.3g}%: {repeats} repeats (--repeat auto)")
+
+    def unstable(self, benchmark, repeat: int, retried: bool) -> None:
+        """An attempt of ``repeat`` had a transient slow phase (``--until-stable``)."""
+        then = "repeating it" if retried else "no repeat left (--repeat)"
+        note(f"{benchmark.name} repeat {repeat + 1}: a transient slow phase in its step rates; {then}")
+
     def skipped(self, benchmark, why: str) -> None:
         note(f"skipping {benchmark.name}: {why}")

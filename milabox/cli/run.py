@@ -11,13 +11,22 @@ import click
 
 from milabox.cli.common import exit_for_run, selected, vendor_named
 from milabox.cli.options import env_option, format_option, selection_options, vendor_option
+from milabox.execution.plan import RUNTIMES
 
 
 @click.command("run")
 @click.argument("benchmarks", nargs=-1)
 @vendor_option
 @click.option("--size", type=click.Choice(["smoke", "full"]), default="smoke", show_default=True)
-@click.option("--repeat", type=click.IntRange(1), default=1, show_default=True, help="attempts per benchmark")
+@click.option("--repeat", default="1", show_default=True, metavar="N|auto",
+              help="attempts per benchmark; auto: 3, then as many as their run-to-run CV asks (5 %: 3, 5-25 %: 5; "
+                   "from 25 %: a warning that the figure cannot be trusted)")
+@click.option("--until-stable", "until_stable", is_flag=True, default=False,
+              help="repeat a benchmark whose attempt had a transient slow phase, until one has none (at most --repeat)")
+@click.option("--min-seconds", "min_seconds", type=click.FloatRange(min=0), default=None, metavar="S",
+              help="measure until both the steps and S seconds are done (default: the size's own; max_seconds caps)")
+@click.option("--set", "settings", multiple=True, metavar="[ROW.]KEY=VALUE",
+              help="change a size parameter (batch_size, steps, n...) of every selected row, or of ROW (repeatable)")
 @click.option("--until-sem", "until_sem", type=click.FloatRange(min=0, min_open=True), default=None, metavar="PCT",
               help="stop repeating a benchmark once its sem% is below PCT (at least 2, at most --repeat attempts)")
 @click.option("--timeout", type=click.FloatRange(min=1), default=None,
@@ -34,11 +43,16 @@ from milabox.cli.options import env_option, format_option, selection_options, ve
 @format_option(help_text="format of the report printed at the end")
 @click.option("--telemetry-interval", "telemetry_interval", type=click.FloatRange(min=0), default=1.0,
               show_default=True, metavar="S", help="seconds between power/utilization samples (0: no telemetry)")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="docker", show_default=True,
+              help="docker: one container per attempt; native: one process per attempt in this Python environment "
+                   "(its torch; no engine needed, no --memory or --nodes)")
 @selection_options
-def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeout: float | None,
+def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: str, timeout: float | None,
         devices: str | None, run_dir: Path | None, env: dict[str, str], memory: str, fmt: str, suite: str | None = None,
         exclude: tuple[str, ...] = (), until_sem: float | None = None, nodes: str | None = None,
-        node_rank: int | None = None, master_port: int | None = None, telemetry_interval: float = 1.0) -> None:
+        node_rank: int | None = None, master_port: int | None = None, telemetry_interval: float = 1.0,
+        runtime: str = "docker", until_stable: bool = False, min_seconds: float | None = None,
+        settings: tuple[str, ...] = ()) -> None:
     """Run BENCHMARKS (names, groups or tags; default: all) in containers and print the report."""
     from milabox.cli.display import RunDisplay, note
     from milabox.engine.docker import Engine
@@ -54,13 +68,20 @@ def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: int, timeou
                                   lambda b, why: note(f"skipping {b.name}: {why}"))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     device_ids = tuple(d.strip() for d in devices.split(",") if d.strip()) if devices else None
-    options = RunOptions(size=size, repeat=repeat, until_sem_pct=until_sem, timeout_s=timeout, devices=device_ids,
+    auto = repeat.strip().lower() == "auto"
+    if not auto and not (repeat.strip().isdigit() and int(repeat) >= 1):
+        raise click.BadParameter(f"{repeat!r} is not a number of attempts >= 1 or 'auto'", param_hint="--repeat")
+    from milabox.definitions.benchmarks import parse_overrides
+    overrides = parse_overrides(settings, chosen, size)
+    options = RunOptions(size=size, repeat=1 if auto else int(repeat), auto_repeat=auto, until_stable=until_stable,
+                         min_seconds=min_seconds, overrides=overrides, until_sem_pct=until_sem, timeout_s=timeout,
+                         devices=device_ids,
                          run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
                          environment=env, memory=memory, command=("milabox", *sys.argv[1:]),
-                         nodes=spec, telemetry_interval_s=telemetry_interval)
+                         nodes=spec, telemetry_interval_s=telemetry_interval, runtime=runtime)
     with warnings.catch_warnings():  # e.g. a missing telemetry library: one line, once per run
         warnings.showwarning = lambda message, *args, **kwargs: note(f"milabox: warning: {message}")
-        folder = run_benchmarks(Engine(), chosen, v, options, RunDisplay())
+        folder = run_benchmarks(Engine() if runtime == "docker" else None, chosen, v, options, RunDisplay())
     note(f"results in {folder}")
     if spec is not None and spec.is_worker:  # only global rank 0 measures: its node's report holds the rate
         note(f"node rank {spec.node_rank} of {spec.nnodes}: the rate is in node rank 0's ({spec.master}) run folder")

@@ -159,6 +159,21 @@ def import_cmd(file: Path, into: Path) -> None:
     click.echo(f"milabox report {result.run_dir}")
 
 
+@results_group.command("adopt")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--vendor", default=None, help="the vendor it ran on (default: the one its events name)")
+@click.option("--into", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"), show_default=True,
+              help="folder of runs to add it to")
+def adopt_cmd(source: Path, vendor: str | None, into: Path) -> None:
+    """Turn SOURCE, the folder (or a tar of it) a plain `docker run -v DIR:/results IMAGE run ROW` wrote, into a
+    run folder that report and compare read like a local one (and `results pack` can carry on)."""
+    from milabox.cli.display import note
+    from milabox.shipping.plainrun import adopt_plain_run
+    run_dir = adopt_plain_run(source, into, vendor)
+    note(f"adopted {source} as {run_dir}")
+    click.echo(f"milabox report {run_dir}")
+
+
 def _transfer_rows(done, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([{"local": t.local, "remote": t.remote, "digest_ref": t.digest_ref, "id": t.image_id}

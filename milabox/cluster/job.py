@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from milabox.execution import interrupts
 from milabox.execution import multinode as mn
 from milabox.execution.attempt import run_attempt
 from milabox.execution.plan import RunOptions, plan_attempts
+from milabox.execution.telemetry import Telemetry
 from milabox.images.naming import NamedImage, benchmark_tag, require_built
 from milabox.rundir.layout import MANIFEST_NAME, RECORD_NAME, write_json_atomic
 
@@ -27,15 +29,18 @@ def job_devices(vendor: Vendor, environ: Mapping[str, str]) -> tuple[str, ...] |
     """The GPUs Slurm gave this step (``SLURM_STEP_GPUS``, else ``SLURM_JOB_GPUS``), for a vendor that selects devices.
 
     Docker containers are not in the job's cgroup, so the allocation must be passed to the engine explicitly.
+    Slurm's GPU ids are its GRES indices: NVML's PCI bus order where gres.conf has ``AutoDetect=nvml``, which CUDA
+    follows only with ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` (Slurm doc/html/gres.shtml, "GPU Management"; cuda.toml sets it).
 
     Args:
         vendor: the vendor.
         environ: this process's environment (Slurm's variables).
 
     Returns:
-        The device ids, or None: all of them (no allocation given, or a vendor that selects none).
+        The device ids, or None: all of them (no allocation given, or a vendor whose devices are not GPUs:
+        ``none``, or ``cpuset`` core sets).
     """
-    if vendor.device_selection == "none":
+    if vendor.device_selection in ("none", "cpuset"):
         return None
     text = environ.get("SLURM_STEP_GPUS") or environ.get("SLURM_JOB_GPUS") or ""
     ids = tuple(d.strip() for d in text.split(",") if d.strip())
@@ -79,13 +84,16 @@ def run_job(engine: Engine, bench: Benchmark, vendor: Vendor, run_dir: Path, siz
                          environment=dict(environment or {}), nodes=spec, command=tuple(sys.argv))
     info_slurm = {"job_id": env.get("SLURM_JOB_ID"), "node": socket.gethostname(), "runtime": "docker"}
     records = []
-    with interrupts.scope() as stop:
+    # Sampled as a local run samples (execution/local.py): opened once for the job, on this node's devices.
+    telemetry = Telemetry.open(vendor.telemetry, options.devices,
+                               **({} if options.telemetry_interval_s > 0 else {"on_warning": lambda m: None}))
+    with contextlib.closing(telemetry), interrupts.scope() as stop:
         for attempt in plan_attempts([bench], vendor, options):
             if stop.requested:  # scancel between two attempts: run no more
                 raise KeyboardInterrupt
             path = target / attempt.folder / RECORD_NAME
             try:
-                record = run_attempt(engine, attempt, vendor, (tag, info.id), target, options)
+                record = run_attempt(engine, attempt, vendor, (tag, info.id), target, options, telemetry)
             except KeyboardInterrupt:  # scancel: the record says interrupted; it also says which job
                 write_json_atomic(path, {**json.loads(path.read_text()), "slurm": info_slurm})
                 raise

@@ -28,6 +28,10 @@ SLURM_DIR = ".slurm"  # hidden: run-folder readers skip it
 STEP_NAME = "slurm-step.json"  # written by apptainer/pyxis scripts after each attempt
 #: Added to the benchmarks' own time limits in a job's default ``--time``: image conversion, container start.
 TIME_MARGIN_S = 15 * 60
+#: The attempt's device, exported by apptainer/pyxis scripts for the step. Slurm sets the vendor's own variable
+#: (``CUDA_VISIBLE_DEVICES``...) anew for every step to the step's GRES (Slurm doc/html/gres.shtml, "GPU Management":
+#: "set for each job step"), so an export before ``srun`` is lost; the step sets the vendor's variable from this one.
+DEVICE_VAR = "MILABOX_SLURM_DEVICE"
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,36 @@ def apptainer_flags(vendor: Vendor) -> list[str]:
     return list(vendor.apptainer_flags)
 
 
+def slurm_device_env(vendor: Vendor) -> str:
+    """The variable that selects a vendor's GPUs, the one Slurm sets for each step's GRES.
+
+    Args:
+        vendor: the vendor.
+
+    Returns:
+        Its ``device_env``, or empty for a vendor whose devices are not GPUs that a variable selects
+        (``none``; ``cpuset``: core sets, one attempt per job as with ``none``).
+    """
+    return vendor.device_env if vendor.device_selection in ("env", "device_requests") else ""
+
+
+def select_device_shell(device_env: str, prefix: str = "") -> str:
+    """Shell run by a job step before the container: this attempt's device, else the step's own allocation.
+
+    Args:
+        device_env: the vendor's variable (:func:`slurm_device_env`); empty: no selection.
+        prefix: put before the exported name (``APPTAINERENV_``, which apptainer's ``--cleanenv`` lets through).
+
+    Returns:
+        Commands ending in ``; `` (empty without a variable). Nothing is exported when neither is set: an empty
+        ``CUDA_VISIBLE_DEVICES`` would hide every GPU.
+    """
+    if not device_env:
+        return ""
+    return (f'd="${{{DEVICE_VAR}:-${{{device_env}:-}}}}"; '
+            f'if [ -n "$d" ]; then export {prefix}{device_env}="$d"; fi; ')
+
+
 def job_nodes(bench: Benchmark, options: SlurmOptions) -> int:
     """Nodes a benchmark's job asks for: ``--nodes`` when its plan spans nodes, else one.
 
@@ -109,7 +143,7 @@ def job_nodes(bench: Benchmark, options: SlurmOptions) -> int:
 
 
 def _attempts_per_job(bench: Benchmark, vendor: Vendor, options: SlurmOptions) -> int:
-    per_device = bench.plan != mn.SPANNING_PLAN and vendor.device_selection != "none"
+    per_device = bench.plan != mn.SPANNING_PLAN and bool(slurm_device_env(vendor))
     return max(1, options.gpus_per_node) if per_device else 1
 
 
@@ -143,19 +177,20 @@ def render_script(bench: Benchmark, vendor: Vendor, options: SlurmOptions) -> Jo
     for key in environment:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise ConfigError(f"--env: {key!r} is not a variable name")
+    device_env = slurm_device_env(vendor)
     context = {
         "version": __version__, "bench": bench, "vendor": vendor, "runtime": options.runtime, "size": options.size,
         "run_dir": str(run_dir), "slurm_dir": f"{run_dir}/{SLURM_DIR}", "nodes": nodes,
         "partition": options.partition, "gpus_per_node": options.gpus_per_node, "time": limit,
         "exclusive": options.exclusive, "sbatch_options": list(options.sbatch_options),
-        "multinode": nodes > 1, "nproc_per_node": max(1, options.gpus_per_node) if vendor.device_selection != "none"
-        else 1, "backend": mn.backend(vendor), "port_base": mn.SLURM_PORT_BASE, "port_span": mn.SLURM_PORT_SPAN,
+        "multinode": nodes > 1, "nproc_per_node": max(1, options.gpus_per_node) if device_env else 1, "backend": mn.backend(vendor), "port_base": mn.SLURM_PORT_BASE, "port_span": mn.SLURM_PORT_SPAN,
         "milabox": shlex.join(options.milabox), "environment": environment,
         "env_args": [f"{k}={v}" for k, v in options.environment.items()], "image": image,
         "registry": options.registry, "results_mount": RESULTS_MOUNT,
         "workdir": f"/opt/milabox/benchmarks/{bench.group}", "entry": bench.entry, "timeout_s": math.ceil(timeout),
-        "per_device": bench.plan != mn.SPANNING_PLAN and vendor.device_selection != "none",
-        "device_env": vendor.device_env if vendor.device_selection != "none" else "",
+        "per_device": bench.plan != mn.SPANNING_PLAN and bool(device_env), "device_env": device_env,
+        "device_var": DEVICE_VAR,
+        "select_device": select_device_shell(device_env, "APPTAINERENV_" if options.runtime == "apptainer" else ""),
         "apptainer_flags": " ".join(apptainer_flags(vendor)), "step_name": STEP_NAME,
     }
     template = f"{options.runtime}.sbatch.j2"

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,21 +73,22 @@ class Benchmark:
     sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
     folder: Path = Path()
 
-    def config(self, size: str) -> dict[str, Any]:
+    def config(self, size: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """The parameters handed to the workload (as ``MILABOX_CONFIG``) for one size.
 
         Args:
             size: ``smoke`` or ``full``.
+            overrides: parameters replacing the size's (``--set``, checked by :func:`parse_overrides`).
 
         Returns:
-            The size's parameters plus benchmark, group, size, precision and unit.
+            The size's parameters (with the overrides) plus benchmark, group, size, precision and unit.
         """
-        return {**copy.deepcopy(self.sizes[size]), "benchmark": self.name, "group": self.group,
-                "size": size, "precision": self.precision, "unit": self.unit}
+        return {**copy.deepcopy(self.sizes[size]), **copy.deepcopy(overrides or {}), "benchmark": self.name,
+                "group": self.group, "size": size, "precision": self.precision, "unit": self.unit}
 
-    def timeout_s(self, size: str) -> float:
-        """Wall-clock limit of one container: the size's ``timeout_s`` or a default per size."""
-        return float(self.sizes[size].get("timeout_s", DEFAULT_TIMEOUT_S[size]))
+    def timeout_s(self, size: str, overrides: dict[str, Any] | None = None) -> float:
+        """Wall-clock limit of one container: the size's ``timeout_s`` (or its override) or a default per size."""
+        return float({**self.sizes[size], **(overrides or {})}.get("timeout_s", DEFAULT_TIMEOUT_S[size]))
 
     def supports(self, vendor: str) -> bool:
         """Whether this benchmark runs on the vendor (see ``excluded_vendors`` for why not)."""
@@ -140,10 +143,84 @@ def _sizes(f: Fields) -> dict[str, dict[str, Any]]:
                 raise f.fail(f"sizes.{size}.{key}", f"is {value!r}; expected a non-negative integer")
         if params.get("steps") == 0:
             raise f.fail(f"sizes.{size}.steps", "is 0; a benchmark must measure at least one step")
+        for key in ("min_seconds", "max_seconds"):
+            value = params.get(key)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+                raise f.fail(f"sizes.{size}.{key}", f"is {value!r}; expected a number of seconds >= 0")
+        if params.get("min_seconds", 0) > params.get("max_seconds", float("inf")):
+            raise f.fail(f"sizes.{size}.min_seconds", f"is {params['min_seconds']!r}, above max_seconds "
+                         f"({params['max_seconds']!r}); max_seconds is the hard cap")
         timeout = params.get("timeout_s")
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
             raise f.fail(f"sizes.{size}.timeout_s", f"is {timeout!r}; expected a positive number of seconds")
     return sizes
+
+
+def _scalar(text: str) -> Any:
+    """A ``--set`` value as TOML reads it (``8``, ``0.5``, ``true``, ``"x"``), else as JSON, else the bare text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        pass
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _same_type(old: Any, new: Any) -> Any:
+    if isinstance(old, bool) or isinstance(new, bool):
+        return new if isinstance(old, bool) and isinstance(new, bool) else None
+    if isinstance(old, float) and isinstance(new, int):
+        return float(new)
+    return new if type(old) is type(new) and not isinstance(old, (dict, list)) else None
+
+
+def parse_overrides(pairs: Sequence[str], benchmarks: Sequence[Benchmark], size: str) -> dict[str, dict[str, Any]]:
+    """``--set KEY=VALUE`` (every selected row whose size has KEY) and ``--set ROW.KEY=VALUE`` (that row only).
+
+    The value is read as TOML (then JSON, then plain text) and must have the type of the size's own value (an
+    integer is accepted for a float).
+
+    Args:
+        pairs: the options' values, in order (a later one wins).
+        benchmarks: the selected rows.
+        size: the run's size (its parameters are the valid keys).
+
+    Returns:
+        Row -> parameter -> value, for the rows it changes.
+
+    Raises:
+        ConfigError: no ``=``, a row that is not selected, a key the size does not have, or a value of another
+            type (the message names the key, the row and the valid keys).
+    """
+    rows = {b.name: b for b in benchmarks}
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        target, sep, text = pair.partition("=")
+        target = target.strip()
+        if not sep or not target:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE or ROW.KEY=VALUE")
+        row, dot, key = target.rpartition(".")
+        if dot and row not in rows:
+            raise ConfigError(f"--set {pair}: {row!r} is not a selected benchmark; selected: {', '.join(rows)}")
+        chosen = [rows[row]] if dot else [b for b in benchmarks if key in b.sizes[size]]
+        if not chosen:
+            valid = sorted({k for b in benchmarks for k in b.sizes[size]})
+            raise ConfigError(f"--set {pair}: no selected benchmark has a {size} parameter {key!r}; "
+                              f"valid: {', '.join(valid)}")
+        value = _scalar(text.strip())
+        for bench in chosen:
+            params = bench.sizes[size]
+            if key not in params:
+                raise ConfigError(f"--set {pair}: {bench.name} has no {size} parameter {key!r}; "
+                                  f"valid: {', '.join(sorted(params))}")
+            typed = _same_type(params[key], value)
+            if typed is None:
+                raise ConfigError(f"--set {pair}: {bench.name}'s {key} is {type(params[key]).__name__} "
+                                  f"({params[key]!r}), not {type(value).__name__} ({value!r})")
+            out.setdefault(bench.name, {})[key] = typed
+    return out
 
 
 def _excluded(f: Fields) -> dict[str, str]:

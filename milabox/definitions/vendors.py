@@ -10,9 +10,16 @@ from milabox.definitions.toml import Fields, read_toml
 from milabox.errors import ConfigError, UnknownVendor
 from milabox.resources import package_path
 
-DEVICE_SELECTIONS = ("none", "device_requests", "env")
+#: How a container gets its devices: ``none`` (all of them, nothing to select), ``device_requests`` (NVIDIA ids
+#: through a device request), ``env`` (a variable, ``device_env``) or ``cpuset`` (disjoint host core sets, pinned
+#: with the engine's cpuset: one "device" per NUMA node, else the cores split evenly over the selected devices).
+DEVICE_SELECTIONS = ("none", "device_requests", "env", "cpuset")
 COLLECTIVE_BACKENDS = ("nccl", "xccl", "gloo")
 DEVICE_DISCOVERIES = ("nvidia", "kfd", "dri", "none")
+#: Where the runtime image's torch comes from: ``index`` (the lock installs it from ``torch_index``, or the package
+#: index when that is empty) or ``image`` (the vendor's base image ships it; the lock leaves torch out and the build
+#: checks the image's torch is ``torch_version``).
+TORCH_SOURCES = ("index", "image")
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,14 @@ class Vendor:
         description: one line for listings.
         base_image: image the runtime image starts FROM (``name:tag`` or ``name:tag@sha256:...``).
         system_packages: apt packages installed into the runtime image (Python and drivers' user space).
-        torch_version: exact torch version, e.g. ``2.13.0`` or ``2.13.0+cpu``.
-        torch_index: the vendor's torch wheel index URL.
-        device_selection: ``none``, ``device_requests`` (NVIDIA ids) or ``env`` (``device_env``).
+        torch_version: exact torch version, e.g. ``2.13.0`` or ``2.13.0+cpu``; with ``torch_source = "image"``, the
+            version the base image's torch must start with (e.g. ``2.13.0``, matching ``2.13.0+rocm7.1``).
+        torch_index: the vendor's torch wheel index URL (default empty: torch comes from the package index, PyPI
+            unless pip is configured otherwise); unused with ``torch_source = "image"``.
+        torch_source: ``index`` (default: the lock pins and installs torch) or ``image`` (the base image ships
+            torch; see ``TORCH_SOURCES``).
+        device_selection: ``none``, ``device_requests`` (NVIDIA ids), ``env`` (``device_env``) or ``cpuset``
+            (core sets; see ``DEVICE_SELECTIONS``).
         device_env: environment variable that selects devices inside the container.
         telemetry: name of the host telemetry backend (nvml, amdsmi, xpu-smi, psutil).
         python_version: the image's Python (``3.11`` on Debian bookworm, ``3.12`` on Ubuntu 24.04): locks
@@ -81,6 +93,11 @@ class Vendor:
         device_discovery: how a host's devices are counted without a driver call: ``nvidia`` (``/dev/nvidiaN``),
             ``kfd`` (the KFD topology of AMD GPUs), ``dri`` (``/dev/dri/renderD*``) or ``none`` (the default).
         apptainer_flags: flags ``apptainer exec`` needs for the devices, e.g. ``--nv`` (default none).
+        requires_cuda: the CUDA (major, minor) the image's driver must run, from ``requires_cuda = "13.0"``
+            (what ``NVIDIA_REQUIRE_CUDA`` asks of the container toolkit; ``milabox doctor`` checks it), or None
+            (default: no requirement).
+        environment: variables every container of the vendor gets, name -> value, from the ``[environment]``
+            table (default none), e.g. ``HIPBLASLT_ALLOW_TF32`` on ROCm.
         passthrough: the device passthrough request.
         local_base: debootstrap recipe for a locally made base, or None.
         path: the data file.
@@ -97,13 +114,21 @@ class Vendor:
     device_env: str
     telemetry: str
     python_version: str = "3.11"
+    torch_source: str = TORCH_SOURCES[0]
     python_platform: str = "x86_64-manylinux_2_28"
     collective_backend: str = "gloo"
     device_discovery: str = "none"
     apptainer_flags: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    requires_cuda: tuple[int, int] | None = None
     passthrough: Passthrough = field(default_factory=Passthrough)
     local_base: LocalBase | None = None
     path: Path = Path()
+
+    @property
+    def torch_from_image(self) -> bool:
+        """Whether the base image ships torch (``torch_source = "image"``): the lock leaves it out."""
+        return self.torch_source == TORCH_SOURCES[1]
 
 
 def vendors_dir() -> Path:
@@ -142,6 +167,12 @@ def load_vendor_file(path: Path) -> Vendor:
         volumes=tuple(sorted(volumes.items())),
     )
     pt.reject_unknown()
+    environment = f.get("environment", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+        raise f.fail("environment", "must map variable names to string values")
+    cuda = f.get("requires_cuda", str, "")
+    if cuda and not (len(cuda.split(".")) == 2 and all(p.isdigit() for p in cuda.split("."))):
+        raise f.fail("requires_cuda", f"is {cuda!r}; expected MAJOR.MINOR, e.g. \"13.0\"")
     local_base = None
     if "local_base" in f.table:
         lb = f.sub("local_base")
@@ -156,7 +187,8 @@ def load_vendor_file(path: Path) -> Vendor:
         base_image=f.get("base_image", str),
         system_packages=tuple(f.strings("system_packages")),
         torch_version=f.get("torch_version", str),
-        torch_index=f.get("torch_index", str),
+        torch_index=f.get("torch_index", str, ""),
+        torch_source=f.get("torch_source", str, TORCH_SOURCES[0], choices=TORCH_SOURCES),
         device_selection=f.get("device_selection", str, choices=DEVICE_SELECTIONS),
         device_env=f.get("device_env", str, ""),
         telemetry=f.get("telemetry", str),
@@ -165,6 +197,8 @@ def load_vendor_file(path: Path) -> Vendor:
         collective_backend=f.get("collective_backend", str, "gloo", choices=COLLECTIVE_BACKENDS),
         device_discovery=f.get("device_discovery", str, "none", choices=DEVICE_DISCOVERIES),
         apptainer_flags=tuple(f.strings("apptainer_flags")),
+        environment=tuple(sorted(environment.items())),
+        requires_cuda=tuple(int(p) for p in cuda.split(".")) if cuda else None,  # type: ignore[arg-type]
         passthrough=passthrough,
         local_base=local_base,
         path=path,

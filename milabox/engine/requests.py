@@ -47,6 +47,11 @@ class ContainerRequest:
         labels: container labels (``milabox.benchmark`` always among them).
         working_dir: working directory, or empty for the image's.
         memory: memory limit, e.g. ``8g`` (empty: none); exceeding it gets the container OOM-killed.
+        cpuset_cpus: host CPUs the container may run on, e.g. ``0-3`` or ``0,2`` (empty: all; docker-py's
+            ``cpuset_cpus``, ``docker run --cpuset-cpus``).
+        cap_add: Linux capabilities added, e.g. ``IPC_LOCK`` (RDMA memory registration; empty: none).
+        ulimits: resource limits as (name, soft, hard), e.g. ``("memlock", -1, -1)``: unlimited (empty: the
+            engine's defaults).
     """
 
     image: str
@@ -65,6 +70,9 @@ class ContainerRequest:
     labels: dict[str, str] = field(default_factory=dict)
     working_dir: str = ""
     memory: str = ""
+    cpuset_cpus: str = ""
+    cap_add: tuple[str, ...] = ()
+    ulimits: tuple[tuple[str, int, int], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON-ready data (recorded beside results, shown by dry runs).
@@ -83,7 +91,7 @@ class ContainerRequest:
         Raises:
             ImportError: docker-py is not installed (it is imported only here, so the data needs no engine).
         """
-        from docker.types import DeviceRequest, Mount
+        from docker.types import DeviceRequest, Mount, Ulimit
 
         kwargs: dict[str, Any] = {
             "environment": dict(self.environment),
@@ -103,10 +111,12 @@ class ContainerRequest:
                 DeviceRequest(device_ids=list(self.gpu_ids), capabilities=[["gpu"]]) if self.gpu_ids
                 else DeviceRequest(count=-1, capabilities=[["gpu"]])
             ]
-        for key in ("group_add", "security_opt"):
+        for key in ("group_add", "security_opt", "cap_add"):
             if getattr(self, key):
                 kwargs[key] = list(getattr(self, key))
-        for key in ("ipc_mode", "shm_size", "working_dir"):
+        if self.ulimits:
+            kwargs["ulimits"] = [Ulimit(name=name, soft=soft, hard=hard) for name, soft, hard in self.ulimits]
+        for key in ("ipc_mode", "shm_size", "working_dir", "cpuset_cpus"):
             if getattr(self, key):
                 kwargs[key] = getattr(self, key)
         if self.memory:
@@ -119,7 +129,8 @@ class ContainerRequest:
 
         Returns:
             One shell-quoted line (``--rm``; everything else as requested: network, user, environment,
-            mounts, devices, GPUs, groups, security options, IPC, shared memory, memory, labels).
+            mounts, devices, GPUs, groups, security options, capabilities, limits, IPC, shared memory, working
+            folder, CPU set, memory, labels).
         """
         args = ["docker", "run", "--rm", "--network", self.network_mode]
         if self.user:
@@ -132,10 +143,14 @@ class ContainerRequest:
             args += ["--device", f"{device}:{device}:rwm"]
         if self.gpu_request:  # the CLI needs the inner quotes when the list has commas
             args += ["--gpus", f'"device={",".join(self.gpu_ids)}"' if self.gpu_ids else "all"]
-        for flag, values in (("--group-add", self.group_add), ("--security-opt", self.security_opt)):
+        for flag, values in (("--group-add", self.group_add), ("--security-opt", self.security_opt),
+                             ("--cap-add", self.cap_add)):
             for value in values:
                 args += [flag, value]
-        for flag, value in (("--ipc", self.ipc_mode), ("--shm-size", self.shm_size), ("--workdir", self.working_dir)):
+        for name, soft, hard in self.ulimits:
+            args += ["--ulimit", f"{name}={soft}:{hard}"]
+        for flag, value in (("--ipc", self.ipc_mode), ("--shm-size", self.shm_size), ("--workdir", self.working_dir),
+                            ("--cpuset-cpus", self.cpuset_cpus)):
             if value:
                 args += [flag, value]
         if self.memory:

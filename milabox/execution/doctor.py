@@ -30,7 +30,9 @@ def _devices(vendor: Vendor) -> Check:
             pynvml.nvmlInit()
             count = pynvml.nvmlDeviceGetCount()
             names = {pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(i)) for i in range(count)}
-            return Check(what, count > 0, f"{count} GPU(s) via NVML: {', '.join(map(str, names)) or '-'}")
+            detail = f"{count} GPU(s) via NVML: {', '.join(map(str, names)) or '-'}"
+            return Check(what, count > 0, detail) if vendor.requires_cuda is None else \
+                _driver_cuda(what, count > 0, detail, pynvml.nvmlSystemGetCudaDriverVersion(), vendor.requires_cuda)
         except Exception as e:  # noqa: BLE001 (pynvml raises its NVMLError family or fails to load)
             return Check(what, False, f"NVML unavailable ({type(e).__name__}): no NVIDIA driver on this host")
     if vendor.passthrough.devices:
@@ -40,6 +42,21 @@ def _devices(vendor: Vendor) -> Check:
                  (f"{'; ' if present else ''}missing: {', '.join(missing)}" if missing else "")
         return Check(what, not missing, detail)
     return Check(what, True, f"{os.cpu_count()} CPU core(s)")
+
+
+def _driver_cuda(what: str, ok: bool, detail: str, driver: int, required: tuple[int, int]) -> Check:
+    """The device check, failed where the driver's CUDA is older than the image's.
+
+    ``nvmlSystemGetCudaDriverVersion`` encodes the newest CUDA the driver runs as 1000 * major + 10 * minor
+    (13000 is CUDA 13.0; NVML's nvml.h). CUDA 13 images need driver branch R580 or newer and drop GPUs before
+    Volta (NVIDIA CUDA 13.0 release notes).
+    """
+    have = (driver // 1000, driver % 1000 // 10)
+    detail += f"; driver runs CUDA up to {have[0]}.{have[1]}"
+    if have >= required:
+        return Check(what, ok, detail)
+    return Check(what, False, f"{detail}, the image needs CUDA {required[0]}.{required[1]}: update the NVIDIA "
+                              f"driver (CUDA 13 needs R580 or newer; GPUs before Volta are not supported)")
 
 
 def _telemetry(vendor: Vendor) -> Check:

@@ -34,6 +34,8 @@ SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
 #: The plan of benchmarks that span every device, hence every node.
 SPANNING_PLAN = "all_devices"
 _HOST = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:_-]*[A-Za-z0-9])?$")
+#: Where the host's RDMA (InfiniBand, RoCE) device nodes are: uverbsN, rdma_cm, umadN.
+RDMA_DIR = "/dev/infiniband"
 
 
 @dataclass(frozen=True)
@@ -182,8 +184,15 @@ def backend(vendor: Vendor) -> str:
     return vendor.collective_backend
 
 
-def _local_gpu_count(vendor: Vendor) -> int:
-    """Devices of this host as the vendor's passthrough sees them (no driver call: device nodes only)."""
+def local_gpu_count(vendor: Vendor) -> int:
+    """Devices of this host as the vendor's passthrough sees them (no driver call: device nodes only).
+
+    Args:
+        vendor: the vendor (its ``device_discovery``).
+
+    Returns:
+        How many devices its discovery finds; 0 for ``none`` or a host without them.
+    """
     if vendor.device_discovery == "nvidia":
         return len([p for p in glob.glob("/dev/nvidia*") if re.fullmatch(r"/dev/nvidia\d+", p)])
     if vendor.device_discovery == "kfd":
@@ -198,23 +207,39 @@ def nproc_per_node(spec: NodeSpec, vendor: Vendor, devices: Sequence[str],
                    environ: Mapping[str, str] | None = None) -> int:
     """Processes each node starts: the spec's, else the attempt's devices, else Slurm's GPUs, else this host's.
 
-    A CPU node runs one process (gloo over all its cores).
+    A CPU node runs one process (gloo over all its cores): a vendor selecting ``none`` or ``cpuset`` core sets.
     """
     env = os.environ if environ is None else environ
     if spec.nproc_per_node:
         return spec.nproc_per_node
-    if vendor.device_selection == "none":
+    if vendor.device_selection in ("none", "cpuset"):
         return 1
     if devices:
         return len(devices)
     gpus = env.get("SLURM_GPUS_ON_NODE", "")
     if gpus.isdigit() and int(gpus) > 0:
         return int(gpus)
-    return max(1, _local_gpu_count(vendor))
+    return max(1, local_gpu_count(vendor))
+
+
+def rdma_devices(folder: str = RDMA_DIR) -> tuple[str, ...]:
+    """The host's RDMA device nodes, e.g. ``/dev/infiniband/uverbs0`` and ``/dev/infiniband/rdma_cm``.
+
+    Args:
+        folder: where to look (default ``/dev/infiniband``).
+
+    Returns:
+        Their paths, sorted; empty on a host without RDMA.
+    """
+    try:
+        return tuple(sorted(str(p) for p in Path(folder).iterdir() if not p.is_dir()))
+    except OSError:
+        return ()
 
 
 def node_request(request: ContainerRequest, spec: NodeSpec, vendor: Vendor,
-                 devices: Sequence[str] = (), environ: Mapping[str, str] | None = None) -> ContainerRequest:
+                 devices: Sequence[str] = (), environ: Mapping[str, str] | None = None,
+                 rdma: Callable[[], Sequence[str]] = rdma_devices) -> ContainerRequest:
     """Turn a single-node container request (``run.container_request``) into this node's part of a multi-node run.
 
     Args:
@@ -223,9 +248,11 @@ def node_request(request: ContainerRequest, spec: NodeSpec, vendor: Vendor,
         vendor: the vendor (collective backend, device count).
         devices: the attempt's devices.
         environ: where Slurm's variables are read (default ``os.environ``).
+        rdma: lists the host's RDMA device nodes (default :func:`rdma_devices`; replaceable for tests).
 
     Returns:
-        The same request with host networking and the rendezvous variables.
+        The same request with host networking and the rendezvous variables; where the host has RDMA devices,
+        also every one of them, ``IPC_LOCK`` and an unlimited ``memlock``.
     """
     env = {**request.environment,
            "MILABOX_NNODES": str(spec.nnodes), "MILABOX_NODE_RANK": str(spec.node_rank),
@@ -234,7 +261,16 @@ def node_request(request: ContainerRequest, spec: NodeSpec, vendor: Vendor,
            "MILABOX_DIST_BACKEND": backend(vendor)}
     labels = {**request.labels, "milabox.node_rank": str(spec.node_rank)}
     # Host networking: the rendezvous and the collectives need every node's real address.
-    return dataclasses.replace(request, network_mode="host", environment=env, labels=labels)
+    request = dataclasses.replace(request, network_mode="host", environment=env, labels=labels)
+    nodes = [d for d in rdma() if d not in request.devices]
+    if not nodes:
+        return request
+    # Without the verbs devices NCCL/RCCL log "NET/IB : No device found" and fall back to TCP sockets. Registering
+    # memory for RDMA pins it: NCCL's troubleshooting guide ("Runtime and MPI issues", Docker) asks containers for
+    # `--ulimit memlock=-1`, and IPC_LOCK lets the process lock memory past any limit (capabilities(7)).
+    return dataclasses.replace(request, devices=(*request.devices, *nodes),
+                               cap_add=tuple(dict.fromkeys((*request.cap_add, "IPC_LOCK"))),
+                               ulimits=(*(u for u in request.ulimits if u[0] != "memlock"), ("memlock", -1, -1)))
 
 
 def judge(spec: NodeSpec, exit: Exit, status: str, cause: str | None,

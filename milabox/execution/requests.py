@@ -10,7 +10,7 @@ from pathlib import Path
 from milabox.definitions.vendors import Vendor
 from milabox.engine import CONTAINER_LABEL, BindMount, ContainerRequest
 from milabox.execution.multinode import node_request
-from milabox.execution.plan import Attempt, RunOptions
+from milabox.execution.plan import Attempt, RunOptions, attempt_config
 
 RESULTS_MOUNT = "/results"
 
@@ -31,7 +31,7 @@ def _device_owner_gids(paths: Sequence[str]) -> list[str]:
 
 def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir: Path, size: str,
                       environment: dict[str, str] | None = None, run_name: str = "",
-                      memory: str = "") -> ContainerRequest:
+                      memory: str = "", config: dict | None = None) -> ContainerRequest:
     """The exact container request for one attempt: passthrough from the vendor's data, nothing else writable.
 
     Args:
@@ -43,13 +43,17 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
         environment: extra variables.
         run_name: the run folder's name, recorded as a label.
         memory: memory limit (empty: none).
+        config: the benchmark's config (default: its size's own, ``bench.config(size)``).
 
     Returns:
-        The request.
+        The request; an attempt pinned to host CPUs (``attempt.cpus``) gets them as its cpuset and as many
+        threads (``OMP_NUM_THREADS``, which torch follows), unless ``environment`` says otherwise.
     """
     bench, pt = attempt.benchmark, vendor.passthrough
-    env = {"MILABOX_CONFIG": json.dumps(bench.config(size), sort_keys=True), "MILABOX_RESULTS": RESULTS_MOUNT,
-           "MILABOX_BENCHMARK": bench.name, "HOME": "/tmp", **(environment or {})}
+    threads = {"OMP_NUM_THREADS": str(len(attempt.cpus.split(",")))} if attempt.cpus else {}
+    env = {"MILABOX_CONFIG": json.dumps(bench.config(size) if config is None else config, sort_keys=True),
+           "MILABOX_RESULTS": RESULTS_MOUNT, "MILABOX_BENCHMARK": bench.name, "HOME": "/tmp", **threads,
+           **dict(vendor.environment), **(environment or {})}  # the vendor's [environment], then the run's
     if attempt.devices and vendor.device_selection == "env":
         env[vendor.device_env] = ",".join(attempt.devices)
     groups = list(pt.group_add)
@@ -64,7 +68,7 @@ def container_request(attempt: Attempt, vendor: Vendor, image: str, results_dir:
         gpu_ids=attempt.devices if vendor.device_selection == "device_requests" else (),
         group_add=tuple(groups), security_opt=pt.security_opt, ipc_mode=pt.ipc_mode, shm_size=pt.shm_size,
         labels={CONTAINER_LABEL: bench.name, "milabox.run": run_name, "milabox.attempt": attempt.folder},
-        memory=memory,
+        memory=memory, cpuset_cpus=attempt.cpus,
     )
 
 
@@ -82,7 +86,7 @@ def attempt_request(attempt: Attempt, vendor: Vendor, image: str, run_dir: Path,
         The request.
     """
     request = container_request(attempt, vendor, image, run_dir / attempt.folder, options.size, options.environment,
-                                run_dir.name, options.memory)
+                                run_dir.name, options.memory, attempt_config(attempt.benchmark, options))
     if options.nodes is not None:  # one container per node, joined over the host network
         request = node_request(request, options.nodes, vendor, attempt.devices)
     return request

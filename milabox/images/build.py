@@ -18,12 +18,14 @@ from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine
 from milabox.errors import BuildError
 from milabox.images.base import resolve_base
+from milabox.images.catalog import catalog_json
 from milabox.images.lock import check_lock, lock_path
 from milabox.images.naming import benchmark_tag, groups_of, runnable, runtime_tag
-from milabox.images.render import TEMPLATES_DIR, dockerfile_hash, render_benchmark, render_runtime
+from milabox.images.render import INSTALLERS, TEMPLATES_DIR, dockerfile_hash, render_benchmark, render_runtime
 from milabox.images.sources import PackageSources, torch_wheels
 from milabox.origin import source_commit
 from milabox.resources import runtime_package
+from milabox_runtime.cli import CATALOG_NAME
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
 
@@ -94,8 +96,10 @@ def _run_build(engine: Engine, name: str, context: Path, tag: str, labels: dict[
 
         def on_step(step: int, steps: int, instruction: str) -> None:
             counts["steps"] = steps
-            if instruction.upper().startswith("FROM "):
-                counts["cached"] += 1  # FROM builds nothing, so it never says "Using cache"
+            # FROM builds nothing, so it never says "Using cache": it counts as cached where every step before it
+            # did (the first FROM always; a later stage's FROM reuses the stages built before it).
+            if instruction.upper().startswith("FROM ") and counts["cached"] == step - 1:
+                counts["cached"] += 1
             reporter.step(tag, step, steps, instruction)
 
         try:
@@ -108,8 +112,22 @@ def _run_build(engine: Engine, name: str, context: Path, tag: str, labels: dict[
     return result
 
 
+def _uv_binary() -> Path:
+    """The host's uv (a milabox dependency), copied into the build stage: no index or wheelhouse needed to get it."""
+    try:
+        import uv
+        return Path(uv.find_uv_bin())
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise BuildError("uv is not installed on this host (a milabox dependency): `pip install uv`, "
+                             "or build with installer pip") from None
+        return Path(found)
+
+
 def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, reporter: BuildReporter, log_dir: Path,
-                  base_image: str | None = None, no_cache: bool = False, tag: str | None = None) -> BuildResult:
+                  base_image: str | None = None, no_cache: bool = False, tag: str | None = None,
+                  installer: str = INSTALLERS[0]) -> BuildResult:
     """Build a vendor's runtime image (base + Python + torch + the in-container runtime).
 
     Args:
@@ -121,24 +139,28 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         base_image: base chosen by the user instead of the vendor's.
         no_cache: rebuild every layer.
         tag: the image tag (default: the vendor's runtime tag).
+        installer: what installs the lock, one of :data:`~milabox.images.render.INSTALLERS` (default ``uv``).
 
     Returns:
         The built image.
 
     Raises:
-        ConfigError: the vendor's lock is missing or out of date.
+        ConfigError: the vendor's lock is missing or out of date, or the installer is unknown.
         BaseImageMissing: no base image is present or pullable.
         BuildError: a step failed (the message names the step and points to the log).
     """
     lock = check_lock(vendor, list(all_benchmarks().values()))
     base = resolve_base(engine, vendor, base_image)
-    wheels = torch_wheels(sources, vendor)
-    dockerfile = render_runtime(vendor, base, sources, [w.name for w in wheels])
+    # A base image that ships torch needs no torch wheel (torch_source "image"; the Dockerfile checks its version).
+    wheels = [] if vendor.torch_from_image else torch_wheels(sources, vendor)
+    dockerfile = render_runtime(vendor, base, sources, [w.name for w in wheels], installer)
     with tempfile.TemporaryDirectory(prefix="milabox-build-") as tmp:
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
         shutil.copytree(runtime_package(), context / "milabox_runtime", ignore=_IGNORE)
         shutil.copy2(lock, context / "requirements.lock")
+        if installer == "uv":
+            shutil.copy2(_uv_binary(), context / "uv")
         if sources.ca_bundle:
             shutil.copy2(sources.ca_bundle, context / "ca-bundle.crt")
         (context / "wheelhouse").mkdir()
@@ -180,6 +202,7 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
         shutil.copytree(benchmarks[0].folder, context / "benchmark", ignore=_IGNORE)
+        (context / CATALOG_NAME).write_text(catalog_json(benchmarks, vendor))
         runtime = engine.image(runtime_tag(vendor))
         labels = _labels(group, vendor, dockerfile, {"milabox.runtime_image_id": runtime.id if runtime else ""},
                          (str(benchmarks[0].folder), str(TEMPLATES_DIR / "benchmark.Dockerfile.j2")))

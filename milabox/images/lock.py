@@ -2,7 +2,10 @@
 
 One lock a vendor (``milabox/vendors/locks/<vendor>.txt``), resolved by uv for the vendor image's Python and
 platform, from an input file (``<vendor>.in``: the vendor's exact torch plus every benchmark's requirements)
-that sits beside it. The runtime image installs the lock with ``--require-hashes``, so every benchmark of
+that sits beside it. A vendor whose base image ships torch (``torch_source = "image"``) gets a lock without torch
+and without what only torch needs: the benchmarks' requirements are first resolved with ``torch==<torch_version>``
+(so every package that depends on torch accepts the image's version), then locked with torch excluded and those
+versions as constraints. The runtime image installs the lock with ``--require-hashes``, so every benchmark of
 a vendor shares one set of versions, and vendors cannot drift apart silently: the lock records a hash of
 its inputs and a build refuses a lock whose inputs changed.
 """
@@ -38,7 +41,8 @@ def lock_path(vendor: Vendor) -> Path:
 
 
 def lock_inputs(vendor: Vendor, benchmarks: Sequence[Benchmark]) -> list[str]:
-    """What the vendor's lock resolves: its exact torch, then each requirement of the benchmarks it runs.
+    """What the vendor's lock resolves: its exact torch (unless the base image ships it), then each requirement of
+    the benchmarks it runs.
 
     Raises:
         ConfigError: a requirement is not an exact pin (``name==version``), or two benchmarks pin one
@@ -56,7 +60,17 @@ def lock_inputs(vendor: Vendor, benchmarks: Sequence[Benchmark]) -> list[str]:
                 raise ConfigError(f"{bench.folder / 'benchmark.toml'}: requirement {req!r} disagrees with "
                                   f"{pins[name][0]!r} of benchmark {pins[name][1]}; one version per vendor")
             pins[name] = (req.strip(), bench.name)
-    return [f"torch=={vendor.torch_version}", *sorted(p for p, _ in pins.values())]
+    requirements = sorted(p for p, _ in pins.values())
+    return requirements if vendor.torch_from_image else [_torch_pin(vendor), *requirements]
+
+
+def _torch_pin(vendor: Vendor) -> str:
+    return f"torch=={vendor.torch_version}"
+
+
+def _hashed_inputs(vendor: Vendor, inputs: Sequence[str]) -> list[str]:
+    # The image's torch version is an input too: the lock's torch-dependent versions were checked against it.
+    return [*inputs, f"# {_torch_pin(vendor)} from the base image"] if vendor.torch_from_image else list(inputs)
 
 
 def _normal(name: str) -> str:
@@ -88,7 +102,7 @@ def check_lock(vendor: Vendor, benchmarks: Sequence[Benchmark]) -> Path:
                           f"{vendor.name}` where the vendor's package index can be reached")
     recorded = next((line[len(_INPUTS_LINE):].strip() for line in path.read_text().splitlines()
                      if line.startswith(_INPUTS_LINE)), "")
-    if recorded != inputs_hash(lock_inputs(vendor, benchmarks)):
+    if recorded != inputs_hash(_hashed_inputs(vendor, lock_inputs(vendor, benchmarks))):
         raise ConfigError(f"{path} is out of date: the benchmarks' requirements or the torch version changed; "
                           f"run `milabox lock --vendor {vendor.name}`")
     return path
@@ -112,23 +126,60 @@ def generate_lock(vendor: Vendor, benchmarks: Sequence[Benchmark], sources: Pack
         MilaboxError: uv is missing or could not resolve (its last error line is shown).
     """
     inputs = lock_inputs(vendor, benchmarks)
+    hashed = _hashed_inputs(vendor, inputs)
     folder = locks_dir()
     folder.mkdir(parents=True, exist_ok=True)
     source = folder / f"{vendor.name}.in"
     source.write_text(f"# Inputs of {vendor.name}.txt, written by `milabox lock --vendor {vendor.name}`.\n"
-                      + "".join(f"{line}\n" for line in inputs))
+                      + "".join(f"{line}\n" for line in hashed))
+    on_line(f"resolving {len(inputs)} requirements for {vendor.name} (Python {vendor.python_version}, "
+            f"{vendor.python_platform}) with uv")
+    if not vendor.torch_from_image:
+        text = _compile(vendor, sources, folder, source.name, [])
+    else:
+        # Torch's metadata is the same version on every index (a local label such as +rocm7.1 aside), so the
+        # package index answers for the image's torch in the first pass; its files are never locked.
+        scratch = {name: folder / f".{vendor.name}.{name}" for name in ("check.in", "constraints.txt", "excludes.txt")}
+        try:
+            scratch["check.in"].write_text("".join(f"{line}\n" for line in [_torch_pin(vendor), *inputs]))
+            checked = _compile(vendor, sources, folder, scratch["check.in"].name, [])
+            scratch["check.in"].write_text(checked)
+            scratch["constraints.txt"].write_text("".join(f"{n}=={v}\n" for n, v in
+                                                          read_pins(scratch["check.in"]).items() if n != "torch"))
+            scratch["excludes.txt"].write_text("torch\n")
+            text = _compile(vendor, sources, folder, source.name,
+                            ["--constraints", scratch["constraints.txt"].name, "--excludes", scratch["excludes.txt"].name])
+        finally:
+            for leftover in scratch.values():
+                leftover.unlink(missing_ok=True)
+    path = lock_path(vendor)
+    header = (f"# milabox lock for vendor {vendor.name}: exact, hashed, resolved jointly for every benchmark.\n"
+              f"# Regenerate with `milabox lock --vendor {vendor.name}`; inputs are in {source.name}.\n"
+              f"{_INPUTS_LINE}{inputs_hash(hashed)}\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(header + text)
+    os.replace(tmp, path)
+    on_line(f"wrote {path} ({len(read_pins(path))} packages)")
+    return path
+
+
+def _compile(vendor: Vendor, sources: PackageSources, folder: Path, source: str, extra: list[str]) -> str:
+    """Run ``uv pip compile`` on ``source`` (in ``folder``) for the vendor's image; its output, the hashed pins."""
     uv = Path(sys.executable).parent / "uv"
-    command = [str(uv) if uv.exists() else "uv", "pip", "compile", source.name, "--generate-hashes", "--no-header",
+    command = [str(uv) if uv.exists() else "uv", "pip", "compile", source, "--generate-hashes", "--no-header",
                "--python-version", vendor.python_version, "--python-platform", vendor.python_platform,
-               "--index-url", sources.index_url, "--quiet"]
+               "--index-url", sources.index_url, "--quiet",
+               # uv's default (first-index) lets an extra index that carries a package (the torch index has
+               # numpy, jinja2, pillow...) shadow PyPI's newer releases; best-match picks the newest version
+               # across indexes, and --generate-hashes still pins every file (uv docs: pip/compatibility, "Packages that
+               # exist on multiple indexes").
+               "--index-strategy", "unsafe-best-match", *extra]
     command += [arg for url in sources.extra_index_urls for arg in ("--extra-index-url", url)]
     if torch_wheels(sources, vendor):
         command += ["--find-links", str(sources.wheelhouse)]
-    else:
+    elif vendor.torch_index and not vendor.torch_from_image:
         command += ["--extra-index-url", vendor.torch_index]
     env = {**os.environ, **({"SSL_CERT_FILE": str(sources.ca_bundle)} if sources.ca_bundle else {})}
-    on_line(f"resolving {len(inputs)} requirements for {vendor.name} (Python {vendor.python_version}, "
-            f"{vendor.python_platform}) with uv")
     try:
         proc = subprocess.run(command, cwd=folder, capture_output=True, text=True, env=env, timeout=900, check=False)
     except FileNotFoundError:
@@ -138,12 +189,4 @@ def generate_lock(vendor: Vendor, benchmarks: Sequence[Benchmark], sources: Pack
     if proc.returncode != 0:
         last = [line for line in proc.stderr.splitlines() if line.strip()][-3:]
         raise MilaboxError(f"uv could not resolve the {vendor.name} lock: {' / '.join(last)}")
-    path = lock_path(vendor)
-    header = (f"# milabox lock for vendor {vendor.name}: exact, hashed, resolved jointly for every benchmark.\n"
-              f"# Regenerate with `milabox lock --vendor {vendor.name}`; inputs are in {source.name}.\n"
-              f"{_INPUTS_LINE}{inputs_hash(inputs)}\n")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + proc.stdout)
-    os.replace(tmp, path)
-    on_line(f"wrote {path} ({len(read_pins(path))} packages)")
-    return path
+    return proc.stdout

@@ -15,8 +15,13 @@ from milabox.errors import ConfigError
 from milabox.images.naming import runtime_tag
 from milabox.images.sources import PackageSources
 from milabox.resources import package_path
+from milabox_runtime.cli import CATALOG_ENV, CATALOG_NAME, RESULTS_MOUNT
 
 TEMPLATES_DIR = package_path("images", "templates")
+# What installs the lock inside the runtime image's build stage: uv (the default: same lock, same hashes, same
+# freeze, a fraction of pip's time) or pip (kept to measure against: `make build-speed`).
+INSTALLERS = ("uv", "pip")
+
 def jinja_environment(folder: Path) -> jinja2.Environment:
     """The one Jinja configuration of every milabox template (Dockerfiles, job scripts): an undefined name is an
     error, never an empty string; blocks leave no blank lines.
@@ -47,7 +52,7 @@ def _render(template: str, **context: object) -> str:
 
 
 def render_runtime(vendor: Vendor, base_image: str | None = None, sources: PackageSources | None = None,
-                   torch_wheels: Sequence[str] = ()) -> str:
+                   torch_wheels: Sequence[str] = (), installer: str = INSTALLERS[0]) -> str:
     """Render a vendor's runtime Dockerfile.
 
     Args:
@@ -55,16 +60,20 @@ def render_runtime(vendor: Vendor, base_image: str | None = None, sources: Packa
         base_image: image to start FROM (default: the vendor's ``base_image``).
         sources: package index, CA bundle (default: PyPI, no CA bundle).
         torch_wheels: torch wheel file names copied into the build from a wheelhouse; none means the
-            vendor's torch index is used.
+            vendor's torch index is used. Ignored where the base image ships torch (``torch_source = "image"``).
+        installer: what installs the lock in the build stage, one of :data:`INSTALLERS` (default ``uv``).
 
     Returns:
         The Dockerfile text.
 
     Raises:
-        ConfigError: the template refers to something not given.
+        ConfigError: the installer is not one of :data:`INSTALLERS`, or the template refers to something not given.
     """
+    if installer not in INSTALLERS:
+        raise ConfigError(f"installer {installer!r}: not one of {', '.join(INSTALLERS)}")
     return _render("runtime.Dockerfile.j2", vendor=vendor, base_image=base_image or vendor.base_image,
-                   sources=sources or PackageSources(), torch_wheels=list(torch_wheels))
+                   sources=sources or PackageSources(),
+                   torch_wheels=[] if vendor.torch_from_image else list(torch_wheels), installer=installer)
 
 
 def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
@@ -83,4 +92,4 @@ def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
     first = benchmarks[0]
     return _render("benchmark.Dockerfile.j2", vendor=vendor, runtime_image=runtime_tag(vendor), group=first.group,
                    names=[b.name for b in benchmarks], description=first.group_description,
-                   entry=first.entry)
+                   catalog=CATALOG_NAME, catalog_env=CATALOG_ENV, results_mount=RESULTS_MOUNT)

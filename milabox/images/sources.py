@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -61,6 +62,25 @@ def pip_config() -> dict[str, str]:
             # Later lines (environment variables) override earlier ones (files), as in pip.
             config[key.split(".", 1)[-1]] = value.strip().strip("'\"")
     return config
+
+
+# pip's settings and the uv environment variable that means the same (uv reads no pip configuration:
+# https://docs.astral.sh/uv/pip/compatibility/); pip's cert is a CA bundle, which uv takes from SSL_CERT_FILE.
+_PIP_TO_UV = {"index-url": "UV_INDEX_URL", "extra-index-url": "UV_EXTRA_INDEX_URL", "find-links": "UV_FIND_LINKS",
+              "cert": "SSL_CERT_FILE", "constraint": "UV_CONSTRAINT"}
+
+
+def uv_environment(config: dict[str, str] | None = None) -> str:
+    """pip's configuration as uv environment variables, for the host venv ``make venv`` installs with uv.
+
+    Args:
+        config: pip's settings (default: this host's, :func:`pip_config`).
+
+    Returns:
+        ``NAME=value`` assignments, shell-quoted and space-separated (empty where pip has no such settings).
+    """
+    config = pip_config() if config is None else config
+    return " ".join(f"{uv}={shlex.quote(config[pip])}" for pip, uv in _PIP_TO_UV.items() if config.get(pip))
 
 
 def discover(index_url: str | None = None, wheelhouse: str | None = None, ca_bundle: str | None = None,

@@ -1,41 +1,93 @@
 """Compare runs benchmark by benchmark: ratios to the first run, significance, regressions, fairness.
 
-A difference is significant only when the 95 % confidence intervals are disjoint and Welch's t-test gives
-p < 0.05 (``milabox.stats.significant``); a regression is a significant slowdown beyond the threshold,
-or a benchmark that failed where the first run measured it. Every difference between the runs' setups
-that can explain a gap (vendor, image, torch, precision, batch size, environment, ...) is listed.
+Significance comes only from attempt-level samples (one rate per successful attempt, repeats and devices):
+the per-step rates of a single attempt are autocorrelated and carry no run-to-run variance, so a side with
+fewer than ``MIN_ATTEMPTS`` successful attempts is "too few attempts" and flags nothing. A difference is
+significant when Welch's t-test on the attempt rates gives p < alpha and the 95 % interval of the ratio
+B/A (Fieller, ``milabox.stats.ratio_ci``) excludes 1; a regression is a significant slowdown beyond the
+threshold (by default ``max(2 x CV, 3 %)``, CV the first run's coefficient of variation of attempt rates),
+or a benchmark that failed where the first run measured it. The suite score gets a seeded bootstrap interval
+and P(A > B). Every difference between the runs' setups that can explain a gap is listed. Rendering is in
+milabox.reporting.compare_format.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import textwrap
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from tabulate import tabulate
-
 from milabox.errors import ConfigError
-from milabox.reporting.formats import sig
-from milabox.reporting.summary import BenchmarkSummary, summarize
+from milabox.reporting.compare_format import (
+    FORMATS,
+    cell_text,
+    comparison_dict,
+    difference_lines,
+    format_comparison,
+    legend,
+    regression_lines,
+)
+from milabox.reporting.compare_suite import SuiteInterval, suite_bootstrap, suite_score
+from milabox.reporting.summary import BenchmarkSummary, Summary, summarize
 from milabox.rundir.model import AttemptResult, Run
-from milabox.stats import ALPHA, significant
+from milabox.stats import ALPHA, MIN_ATTEMPTS, Stats, describe, noise_threshold, ratio_ci, welch_p
 
-#: Output formats ``format_comparison`` accepts.
-FORMATS = ("table", "markdown", "csv", "json")
-
-#: Version of the JSON comparison layout (docs/report-schema.md).
-COMPARE_FORMAT = 1
-
-#: Default regression threshold: slower than the first run by more than 5 %.
-THRESHOLD = 0.05
+__all__ = ["FORMATS", "Cell", "Comparison", "Difference", "Row", "SuiteInterval", "Verdict", "cell_text",
+           "compare", "comparison_dict", "difference_lines", "differences", "format_comparison", "judge_rates",
+           "legend", "noise_threshold", "regression_lines", "suite_bootstrap", "suite_score"]
 
 # Container variables milabox sets itself the same way in every run; they are not setup differences.
 _HOUSEKEEPING_ENV = frozenset({"MILABOX_CONFIG", "MILABOX_RESULTS", "MILABOX_BENCHMARK", "HOME"})
 # Config keys reported under their own name rather than as "config <key>".
 _NAMED_CONFIG = {"precision": "precision", "batch_size": "batch size"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the attempt rates of one benchmark in two runs say (``judge_rates``)."""
+
+    ratio: float | None  # mean B / mean A
+    ratio_ci: tuple[float, float] | None  # Fieller interval of the ratio at 1 - alpha
+    p_value: float | None  # Welch's t-test on the attempt rates
+    significant: bool | None  # None: too few attempts to test
+    threshold: float | None  # the size a regression or improvement must exceed (fraction)
+    regression: bool = False
+    improvement: bool = False
+    untested: str | None = None  # why it was not tested, with the numbers
+
+
+def judge_rates(a: Sequence[float], b: Sequence[float], threshold: float | None = None,
+                alpha: float = ALPHA) -> Verdict:
+    """The compare rule for one benchmark: is B (``b``) significantly and materially slower or faster than A?
+
+    Significant: at least ``MIN_ATTEMPTS`` rates on each side, Welch p < ``alpha`` and the ``1 - alpha``
+    Fieller interval of mean(b) / mean(a) excluding 1. Regression: significant, the interval below 1 and
+    the ratio below ``1 - threshold``; improvement: the mirror image above 1.
+
+    Args:
+        a: A's successful attempt rates (the baseline).
+        b: B's successful attempt rates.
+        threshold: the size (fraction) beyond which a significant difference counts; None: ``noise_threshold(a)``.
+        alpha: the test's level.
+
+    Returns:
+        The Verdict; with too few attempts ``significant`` is None, nothing is flagged and ``untested`` says
+        how many there were.
+    """
+    ratio = statistics.fmean(b) / statistics.fmean(a) if a and b and statistics.fmean(a) > 0 else None
+    limit = threshold if threshold is not None else noise_threshold(a)
+    if len(a) < MIN_ATTEMPTS or len(b) < MIN_ATTEMPTS:
+        why = (f"too few attempts: {len(a)} successful in the first run and {len(b)} in this one, a test needs "
+               f"{MIN_ATTEMPTS} on each side (--repeat {MIN_ATTEMPTS} or more)")
+        return Verdict(ratio, None, None, None, limit, untested=why)
+    ci = ratio_ci(a, b, 1 - alpha)
+    p = welch_p(a, b)
+    significant = ci is not None and (ci[1] < 1 or ci[0] > 1) and p is not None and p < alpha
+    assert limit is not None  # a has >= 2 rates
+    return Verdict(ratio, ci, p, significant, limit,
+                   regression=significant and ratio is not None and ci[1] < 1 and ratio < 1 - limit,
+                   improvement=significant and ratio is not None and ci[0] > 1 and ratio > 1 + limit)
 
 
 @dataclass
@@ -44,11 +96,34 @@ class Cell:
 
     run: str  # the run's label
     summary: BenchmarkSummary
-    ratio: float | None = None  # perf / first run's perf
-    significant: bool | None = None  # None: too few values to tell (first run's cell: None)
-    p_value: float | None = None
-    regression: bool = False
-    improvement: bool = False
+    rates: tuple[float, ...] = ()  # the successful attempts' rates: the only sample tests use
+    verdict: Verdict | None = None  # against the first run (None: first run, or nothing to compare)
+    regression: bool = False  # the verdict's, or failed where the first run measured a rate
+
+    @property
+    def stats(self) -> Stats | None:
+        """Statistics over the attempt rates (None without a rate; spread None with one attempt)."""
+        return describe(self.rates)
+
+    @property
+    def ratio(self) -> float | None:
+        """perf / first run's perf."""
+        return self.verdict.ratio if self.verdict else None
+
+    @property
+    def significant(self) -> bool | None:
+        """Significant against the first run; None when untested (too few attempts, first run)."""
+        return self.verdict.significant if self.verdict else None
+
+    @property
+    def p_value(self) -> float | None:
+        """Welch's p-value against the first run."""
+        return self.verdict.p_value if self.verdict else None
+
+    @property
+    def improvement(self) -> bool:
+        """Significantly faster than the first run beyond the threshold."""
+        return bool(self.verdict and self.verdict.improvement)
 
     @property
     def status(self) -> str:
@@ -59,12 +134,16 @@ class Cell:
 
     def to_dict(self) -> dict[str, object]:
         """The JSON form (docs/report-schema.md)."""
-        s = self.summary.stats
+        s, v = self.stats, self.verdict
         return {"run": self.run, "status": self.status, "n": self.summary.n, "fail": self.summary.fail,
-                "perf": self.summary.perf, "sem_pct": self.summary.sem_pct,
+                "attempts_ok": len(self.rates), "perf": self.summary.perf,
+                "sem_pct": s.sem_pct if s else None, "cv_pct": s.std_pct if s else None,
                 "ci95": None if s is None or s.ci_low is None else [s.ci_low, s.ci_high],
-                "stats_source": s.source if s else None, "ratio": self.ratio, "p_value": self.p_value,
-                "significant": self.significant, "regression": self.regression, "improvement": self.improvement}
+                "stats_source": "attempts" if self.rates else None, "ratio": self.ratio,
+                "ratio_ci95": list(v.ratio_ci) if v and v.ratio_ci else None, "p_value": self.p_value,
+                "threshold": v.threshold if v else None, "significant": self.significant,
+                "untested": v.untested if v else None, "regression": self.regression,
+                "improvement": self.improvement}
 
 
 @dataclass
@@ -93,8 +172,9 @@ class Comparison:
     paths: list[str]
     rows: list[Row]
     differences: list[Difference]
-    threshold: float
+    threshold: float | None  # --threshold; None: per benchmark from the first run's noise (THRESHOLD_RULE)
     alpha: float = ALPHA
+    suite: list[SuiteInterval] = field(default_factory=list)  # one per later run
 
     @property
     def regressions(self) -> list[tuple[str, str, float | None]]:
@@ -102,27 +182,29 @@ class Comparison:
         return [(row.name, c.run, c.ratio) for row in self.rows for c in row.cells if c.regression]
 
 
-def compare(runs: Sequence[Run], threshold: float = THRESHOLD, alpha: float = ALPHA) -> Comparison:
-    """Compare each later run with the first one.
+def compare(runs: Sequence[Run], threshold: float | None = None, alpha: float = ALPHA) -> Comparison:
+    """Compare each later run with the first one (see the module docstring for the rule).
 
     Args:
         runs: two or more loaded runs; the first is the reference.
-        threshold: a significant slowdown by more than this fraction is a regression (0.05: 5 %).
-        alpha: the Welch t-test threshold.
+        threshold: a significant slowdown by more than this fraction is a regression (0.05: 5 %); None
+            (the default): ``max(2 x CV, 3 %)`` per benchmark, CV from the first run's attempt rates.
+        alpha: the level of the Welch test and of the ratio's interval.
 
     Returns:
-        The Comparison: a row per benchmark (those of the first run first), a cell per run, and the
-        setup differences between the runs.
+        The Comparison: a row per benchmark (those of the first run first), a cell per run, the suite
+        intervals, and the setup differences between the runs.
 
     Raises:
         ConfigError: fewer than two runs, or a threshold outside [0, 1).
     """
     if len(runs) < 2:
         raise ConfigError("compare needs at least two run folders")
-    if not 0 <= threshold < 1:
+    if threshold is not None and not 0 <= threshold < 1:
         raise ConfigError(f"--threshold must be a fraction in [0, 1), e.g. 0.05 for 5 %, not {threshold!r}")
     labels = _labels(runs)
     summaries = [summarize(run) for run in runs]
+    rates = [attempt_rates(run) for run in runs]
     names: list[str] = []
     for s in summaries:
         names += [b.name for b in s.benchmarks if b.name not in names]
@@ -130,14 +212,33 @@ def compare(runs: Sequence[Run], threshold: float = THRESHOLD, alpha: float = AL
 
     rows = []
     for name in names:
-        cells = [Cell(label, by.get(name) or _absent(name)) for label, by in zip(labels, by_run, strict=True)]
-        first = cells[0]
+        cells = [Cell(label, by.get(name) or _absent(name), tuple(r.get(name, ())))
+                 for label, by, r in zip(labels, by_run, rates, strict=True)]
         for cell in cells[1:]:
-            _judge(first, cell, threshold, alpha)
+            _judge(cells[0], cell, threshold, alpha)
         unit = next((c.summary.unit for c in cells if c.summary.unit), None)
         rows.append(Row(name, unit, cells))
+    weights = _weights(summaries)
+    suite = [suite_bootstrap(rates[0], other, weights, (labels[0], label)) for label, other in zip(labels[1:], rates[1:],
+                                                                                       strict=True)]
     return Comparison(runs=labels, paths=[str(r.path) for r in runs], rows=rows,
-                      differences=differences(runs, labels), threshold=threshold, alpha=alpha)
+                      differences=differences(runs, labels), threshold=threshold, alpha=alpha, suite=suite)
+
+
+def attempt_rates(run: Run) -> dict[str, list[float]]:
+    """Each benchmark's successful attempt rates (every repeat and device), in attempt order.
+
+    Args:
+        run: a loaded run.
+
+    Returns:
+        benchmark name -> rates (only benchmarks with at least one successful attempt with a rate).
+    """
+    out: dict[str, list[float]] = {}
+    for attempt in run.attempts:
+        if attempt.record.ok and attempt.rate is not None:
+            out.setdefault(attempt.benchmark, []).append(attempt.rate)
+    return out
 
 
 def _absent(name: str) -> BenchmarkSummary:
@@ -152,18 +253,28 @@ def _labels(runs: Sequence[Run]) -> list[str]:
     return labels
 
 
-def _judge(first: Cell, cell: Cell, threshold: float, alpha: float) -> None:
-    ref, this = first.summary, cell.summary
-    if ref.perf is None:
+def _judge(first: Cell, cell: Cell, threshold: float | None, alpha: float) -> None:
+    if first.summary.perf is None or not first.rates:
         return
-    if this.perf is None:
-        cell.regression = this.n > 0  # measured in the first run, failing now; a missing one is only listed
+    if not cell.rates:
+        cell.regression = cell.summary.n > 0  # measured in the first run, failing now; a missing one is only listed
         return
-    cell.ratio = this.perf / ref.perf
-    cell.significant, cell.p_value = significant(ref.stats, this.stats, alpha)
-    if cell.significant:
-        cell.regression = cell.ratio < 1 - threshold
-        cell.improvement = cell.ratio > 1 + threshold
+    cell.verdict = judge_rates(first.rates, cell.rates, threshold, alpha)
+    cell.regression = cell.verdict.regression
+
+
+# --------------------------------------------------------------------------------------------
+# The suite score's interval
+
+
+def _weights(summaries: Sequence[Summary]) -> dict[str, float]:
+    """Each benchmark's weight as the report has it (``BenchmarkSummary.weight``): the first run's, else a later one's."""
+    out: dict[str, float] = {}
+    for s in summaries:
+        for b in s.benchmarks:
+            if b.weight is not None:
+                out.setdefault(b.name, b.weight)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,9 +282,10 @@ def _judge(first: Cell, cell: Cell, threshold: float, alpha: float) -> None:
 
 
 def differences(runs: Sequence[Run], labels: Sequence[str]) -> list[Difference]:
-    """Every setting in which the runs differ: vendor, size, host, milabox version and commit (per run);
-    image id, torch version, precision, batch size, other benchmark parameters, container environment,
-    threads and device (per benchmark, from the records' container request and the ``meta`` event).
+    """Every setting in which the runs differ: vendor, size, host, milabox version, commit, runtime and
+    parameter overrides (per run); image id, torch version, precision, batch size, other benchmark
+    parameters, container environment, threads and device (per benchmark, from the records' container
+    request and the ``meta`` event).
 
     Args:
         runs: the runs.
@@ -187,6 +299,12 @@ def differences(runs: Sequence[Run], labels: Sequence[str]) -> list[Difference]:
     for what, attr in (("vendor", "vendor"), ("size", "size"), ("host", "host"),
                        ("milabox version", "milabox_version"), ("source commit", "source_commit")):
         values = [_show(getattr(run.manifest, attr)) for run in runs]
+        if len(set(values)) > 1:
+            out.append(Difference(what, values))
+    # Manifest keys newer than some runs: runtime (docker or native) and overrides (benchmark -> parameters);
+    # a run from before overrides existed had none.
+    for what, values in (("runtime", [_show(run.manifest.raw.get("runtime")) for run in runs]),
+                         ("overrides", [_show(run.manifest.raw.get("overrides") or {}) for run in runs])):
         if len(set(values)) > 1:
             out.append(Difference(what, values))
 
@@ -251,134 +369,3 @@ def _show(value: object) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Rendering
-
-
-def format_comparison(comparison: Comparison, fmt: str = "table") -> str:
-    """Render a Comparison.
-
-    - ``table`` / ``markdown``: one row per benchmark, one column per run (perf, +/- the 95 % interval's
-      half-width in %, the ratio to the first run and flags), a legend, the regressions, and the
-      differences between the runs;
-    - ``csv``: one row per benchmark and run, numbers unrounded;
-    - ``json``: the layout of docs/report-schema.md ("Comparison").
-
-    Args:
-        comparison: from ``compare``.
-        fmt: one of ``FORMATS``.
-
-    Returns:
-        The text, ending with a newline.
-
-    Raises:
-        ConfigError: ``fmt`` is not one of ``FORMATS``.
-    """
-    if fmt in ("table", "markdown"):
-        return _format_text(comparison, fmt == "markdown")
-    if fmt == "csv":
-        return _format_csv(comparison)
-    if fmt == "json":
-        return json.dumps(comparison_dict(comparison), indent=2, allow_nan=False) + "\n"
-    raise ConfigError(f"unknown comparison format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-
-def cell_text(cell: Cell, first: bool) -> str:
-    """A cell as text: ``0.0930 ±2.1% 0.53x REGRESSION`` (the first run's cell has no ratio or flag)."""
-    s = cell.summary
-    if s.perf is None:
-        return ("FAILED" if cell.regression else "failed") if s.n else "missing"
-    text = sig(s.perf)
-    ci = s.stats.ci_pct if s.stats else None
-    if ci is not None:
-        text += f" ±{ci:.1f}%"
-    if first or cell.ratio is None:
-        return text
-    text += f" {sig(cell.ratio, 3)}x"
-    if cell.regression:
-        text += " REGRESSION"
-    elif cell.improvement:
-        text += " faster"
-    elif cell.significant is None:
-        text += " ?"
-    elif not cell.significant:
-        text += " ~"
-    return text
-
-
-def _format_text(c: Comparison, markdown: bool) -> str:
-    esc = (lambda t: t.replace("\\", "\\\\").replace("|", "\\|")) if markdown else (lambda t: t)
-    headers = ["benchmark", "unit", *(esc(label) for label in c.runs)]
-    body = [[esc(row.name), esc(row.unit or "-"), *(esc(cell_text(cell, i == 0)) for i, cell in
-                                                      enumerate(row.cells))] for row in c.rows]
-    parts = [tabulate(body, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True)
-             if body else "(no benchmarks)"]
-    parts.append(textwrap.fill(legend(c), width=110))
-    parts.append("\n".join(regression_lines(c)))
-    parts.append("\n".join(difference_lines(c, markdown)))
-    return "\n\n".join(parts) + "\n"
-
-
-def legend(c: Comparison) -> str:
-    """What the numbers and flags mean."""
-    return (f"perf ±95% CI half-width; ratio to {c.runs[0]}; ~ not significant (CIs overlap or Welch "
-            f"p >= {c.alpha:g}); ? too few values to test; REGRESSION: significantly slower by more than "
-            f"{100 * c.threshold:g}% (or failed); faster: significantly faster by more than {100 * c.threshold:g}%")
-
-
-def regression_lines(c: Comparison) -> list[str]:
-    """One line per regression, or one line saying there is none."""
-    found = c.regressions
-    if not found:
-        return [f"No regression beyond {100 * c.threshold:g}% against {c.runs[0]}."]
-    lines = [f"Regressions beyond {100 * c.threshold:g}% against {c.runs[0]}:"]
-    for name, run, ratio in found:
-        lines.append(f"  {name} in {run}: " + ("failed" if ratio is None else f"{ratio:.3g}x"))
-    return lines
-
-
-def difference_lines(c: Comparison, markdown: bool = False) -> list[str]:
-    """The fairness disclosure: every setup difference between the runs, one line each."""
-    if not c.differences:
-        return ["Setup: no difference in vendor, image, torch, precision, batch size, parameters or environment."]
-    lines = ["Setup differences (fairness disclosure):"]
-    bullet = "- " if markdown else "  "
-    for d in c.differences:
-        where = f" [{', '.join(d.benchmarks)}]" if d.benchmarks else " [run]"
-        values = ", ".join(f"{label}={value}" for label, value in zip(c.runs, d.values, strict=True))
-        line = f"{bullet}{d.what}{where}: {values}"
-        lines.append(line.replace("|", "\\|") if markdown else line)
-    return lines
-
-
-def _format_csv(c: Comparison) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    columns = ["benchmark", "unit", "run", "status", "n", "fail", "perf", "ci95_low", "ci95_high", "sem_pct",
-               "ratio", "p_value", "significant", "regression", "improvement"]
-    writer.writerow(columns)
-    for row in c.rows:
-        for cell in row.cells:
-            d = cell.to_dict()
-            ci = d["ci95"] or [None, None]
-            values = [row.name, row.unit, cell.run, d["status"], d["n"], d["fail"], d["perf"], ci[0], ci[1],
-                      d["sem_pct"], d["ratio"], d["p_value"], d["significant"], d["regression"], d["improvement"]]
-            writer.writerow(["" if v is None else v for v in values])
-    return out.getvalue()
-
-
-def comparison_dict(c: Comparison) -> dict[str, object]:
-    """The JSON comparison as a dict (docs/report-schema.md)."""
-    return {
-        "format": COMPARE_FORMAT,
-        "threshold": c.threshold,
-        "alpha": c.alpha,
-        "runs": [{"label": label, "path": path} for label, path in zip(c.runs, c.paths, strict=True)],
-        "benchmarks": [{"name": row.name, "unit": row.unit, "cells": [cell.to_dict() for cell in row.cells]}
-                       for row in c.rows],
-        "regressions": [{"benchmark": n, "run": r, "ratio": ratio} for n, r, ratio in c.regressions],
-        "differences": [{"what": d.what, "benchmarks": d.benchmarks,
-                         "values": dict(zip(c.runs, d.values, strict=True))} for d in c.differences],
-    }

@@ -25,27 +25,35 @@ if TYPE_CHECKING:
 FORMATS = ("table", "markdown", "csv", "json")
 
 #: Version of the JSON report layout (docs/report-schema.md). 2: benchmarks gained stats, energy, ratio.
-REPORT_FORMAT = 2
+#: 3: stats over attempts only; jitter_pct, warnings; zeroed_by, coverage, sizes; side-by-side reports.
+REPORT_FORMAT = 3
 
 #: The core per-benchmark fields: the first keys of each JSON benchmark object and the first CSV columns.
 COLUMNS = ("name", "n", "fail", "perf", "unit", "sem_pct", "std_pct", "peak_memory_mb", "weight", "score")
 
 #: Every CSV column: the core ones, then statistics, energy and the ratio to a baseline.
 CSV_COLUMNS = COLUMNS + ("median", "ci95_low", "ci95_high", "stats_source", "stats_n", "energy_kj",
-                         "mean_power_w", "items_per_j", "ratio")
+                         "mean_power_w", "items_per_j", "ratio", "jitter_pct", "warnings")
+
+#: The line under every report of smoke-size runs.
+SMOKE_NOTE = "Smoke sizes prove the path, not the hardware: do not compare or buy on these numbers."
+
+#: What marks a row with warnings in the table (the warnings are listed under it).
+WARNING_MARK = " !"
 
 
 def format_report(summary: Summary, fmt: str = "table") -> str:
     """Render a Summary.
 
-    - ``table``: a plain-text table, a ``Failures:`` section if any, and a score line;
+    - ``table``: a plain-text table, its warnings and the smoke-size note if any, a ``Failures:`` section if
+      any, the coverage line and the score line;
     - ``markdown``: the same as GitHub-flavoured Markdown;
     - ``csv``: a header of ``CSV_COLUMNS`` and one row a benchmark, numbers unrounded, None as empty;
     - ``json``: the versioned layout of docs/report-schema.md, numbers unrounded.
 
     Table and Markdown round perf, median, interval and score to 4 significant digits, percentages to
-    one decimal, memory to whole MB; None shows as ``-``. Energy columns appear when any benchmark has
-    telemetry, a ratio column with a baseline.
+    one decimal, memory to whole MB; None shows as ``-``; the interval of a single attempt shows as ``n=1``.
+    Energy columns appear when any benchmark has telemetry, a ratio column with a baseline.
 
     Args:
         summary: from ``summarize``.
@@ -81,10 +89,10 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
     esc = _md_escape if markdown else (lambda text: text)
     energy = any(b.energy for b in summary.benchmarks)
     ratio = summary.baseline is not None
-    headers = ["benchmark", "n", "fail", "perf", "median", "95% CI", "unit", "sem %", "std %", "peak MB",
-               "weight", "score"]
+    headers = ["benchmark", "n", "fail", "perf", "median", "95% CI", "unit", "sem %", "std %", "jitter %",
+               "peak MB", "weight", "score"]
     align = ["left", "right", "right", "right", "right", "right", "left", "right", "right", "right", "right",
-             "right"]
+             "right", "right"]
     if energy:
         headers += ["energy kJ", "power W", "per joule"]
         align += ["right"] * 3
@@ -95,7 +103,7 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
     for b in summary.benchmarks:
         s = b.stats
         cells = [
-            esc(b.name),
+            esc(b.name) + (WARNING_MARK if b.warnings else ""),
             str(b.n),
             str(b.fail),
             sig(b.perf),
@@ -104,6 +112,7 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
             esc(b.unit) if b.unit else "-",
             _pct(b.sem_pct),
             _pct(b.std_pct),
+            _pct(b.jitter_pct),
             "-" if b.peak_memory_mb is None else f"{b.peak_memory_mb:.0f}",
             "-" if b.weight is None else f"{b.weight:g}",
             sig(b.score),
@@ -126,6 +135,9 @@ def _format_text(summary: Summary, markdown: bool) -> str:
         if body
         else "(no benchmarks)"
     ]
+    notes = note_lines(summary)
+    if notes:
+        parts.append("\n".join(_md_escape(line) if markdown else line for line in notes))
     if summary.failures:
         rows = [
             [
@@ -146,22 +158,56 @@ def _format_text(summary: Summary, markdown: bool) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def score_lines(summary: Summary) -> list[str]:
-    """The suite-level lines: the score (and the score against the baseline), then the failure rate.
+def note_lines(summary: Summary) -> list[str]:
+    """The lines under the table: each row's warnings (rows marked ``WARNING_MARK``), then the smoke note.
 
     Args:
         summary: from ``summarize``.
 
     Returns:
-        One or two lines; the last one starts with ``Score:``.
+        The lines, possibly none.
+    """
+    lines = [f"{WARNING_MARK.strip()} {b.name}: {w}" for b in summary.benchmarks for w in b.warnings]
+    if "smoke" in summary.sizes:
+        lines.append(SMOKE_NOTE)
+    return lines
+
+
+def coverage_line(summary: Summary) -> str:
+    """What the score is over: the weighted rows, and the benchmarks the vendor excluded, with why.
+
+    Args:
+        summary: from ``summarize``.
+
+    Returns:
+        One line starting with ``Coverage:``.
+    """
+    rows = ", ".join(summary.rows) or "none"
+    text = f"Coverage: {len(summary.rows)} weighted row(s) ({rows})"
+    if summary.excluded:
+        text += "; excluded for the vendor: " + ", ".join(f"{k} [{v}]" for k, v in summary.excluded.items())
+    return text
+
+
+def score_lines(summary: Summary) -> list[str]:
+    """The suite-level lines: the score against the baseline, the coverage, then the score and failure rate.
+
+    Args:
+        summary: from ``summarize``.
+
+    Returns:
+        Two or three lines; the last one starts with ``Score:``.
     """
     lines = []
     if summary.baseline is not None:
         b = summary.baseline
         text = "n/a" if b.score is None else f"{sig(b.score, 3)}x"
-        lines.append(f"Against baseline {b.label}: {text}{_incomplete(b.incomplete, b.incomplete_reasons)}")
+        left = [n for n in b.incomplete if n not in b.zeroed_by]
+        lines.append(f"Against baseline {b.label}: {text}{_zeroed(b.zeroed_by, b.incomplete_reasons)}"
+                     f"{_incomplete(left, b.incomplete_reasons, 'left out')}")
+    lines.append(coverage_line(summary))
     score = "n/a" if summary.score is None else sig(summary.score)
-    score += _incomplete(summary.incomplete, summary.incomplete_reasons)
+    score += _zeroed(summary.zeroed_by, summary.incomplete_reasons)
     if summary.failure_rate is None:
         rate = "n/a (no attempts)"
     else:
@@ -170,10 +216,14 @@ def score_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def _incomplete(names: list[str], reasons: dict[str, str]) -> str:
+def _zeroed(names: list[str], reasons: dict[str, str]) -> str:
+    return _incomplete(names, reasons, "zeroed by")
+
+
+def _incomplete(names: list[str], reasons: dict[str, str], what: str) -> str:
     if not names:
         return ""
-    return " (incomplete: " + ", ".join(f"{n} [{reasons[n]}]" if n in reasons else n for n in names) + ")"
+    return f" ({what}: " + ", ".join(f"{n} [{reasons[n]}]" if n in reasons else n for n in names) + ")"
 
 
 def _format_csv(summary: Summary) -> str:
@@ -202,8 +252,12 @@ def report_dict(summary: Summary) -> dict[str, object]:
         "failure_rate": summary.failure_rate,
         "incomplete": list(summary.incomplete),
         "incomplete_reasons": dict(summary.incomplete_reasons),
+        "zeroed_by": summary.zeroed_by,
+        "coverage": {"rows": list(summary.rows), "excluded": dict(summary.excluded)},
+        "sizes": list(summary.sizes),
         "baseline": None if b is None else {"label": b.label, "score": b.score, "incomplete": list(b.incomplete),
-                                            "incomplete_reasons": dict(b.incomplete_reasons)},
+                                            "incomplete_reasons": dict(b.incomplete_reasons),
+                                            "zeroed_by": list(b.zeroed_by)},
         "benchmarks": [row.to_dict() for row in summary.benchmarks],
         "failures": [
             {"benchmark": f.benchmark, "attempt": f.attempt, "status": f.status, "cause": f.cause}
@@ -232,6 +286,8 @@ def _per_joule(unit: str | None) -> str:
 
 
 def _ci(stats: Stats | None) -> str:
+    if stats is not None and stats.n == 1:
+        return "n=1"
     if stats is None or stats.ci_low is None:
         return "-"
     return f"[{sig(stats.ci_low)}, {sig(stats.ci_high)}]"
@@ -261,3 +317,76 @@ def sig(value: float | None, digits: int = 4) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
+
+
+def format_side_by_side(summaries: list[Summary], fmt: str = "table", setup_note: str | None = None) -> str:
+    """Render several runs' summaries side by side, never pooled: one perf column per run, each run's
+    coverage and score line, and which pairs of scores may be ranked (``not_comparable``).
+
+    - ``table``/``markdown``: the perf table, the notes, a ``[i] RUN`` legend with each score, the comparisons;
+    - ``csv``: ``CSV_COLUMNS`` preceded by a ``run`` column, the rows of each run in turn;
+    - ``json``: ``{"format", "side_by_side": true, "runs", "setup", "reports", "comparisons"}``
+      (docs/report-schema.md), each report as ``report_dict`` gives it.
+
+    Args:
+        summaries: one ``summarize`` result per run, in the order given.
+        fmt: one of ``FORMATS``.
+        setup_note: how the runs' setups differ (shown as it is), or None when they match.
+
+    Returns:
+        The text, ending with a newline.
+
+    Raises:
+        ConfigError: ``fmt`` is not one of ``FORMATS``.
+    """
+    from milabox.reporting.summary import not_comparable
+
+    pairs = [(i, j, not_comparable(summaries[i], summaries[j]))
+             for i in range(len(summaries)) for j in range(i + 1, len(summaries))]
+    if fmt == "json":
+        doc = {"format": REPORT_FORMAT, "side_by_side": True, "runs": [r for s in summaries for r in s.runs],
+               "setup": setup_note, "reports": [report_dict(s) for s in summaries],
+               "comparisons": [{"a": i + 1, "b": j + 1, "comparable": why is None, "why": why} for i, j, why in pairs]}
+        return json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(("run", *CSV_COLUMNS))
+        for s in summaries:
+            writer.writerows([", ".join(s.runs), *["" if v is None else v for v in b.csv_row()]] for b in s.benchmarks)
+        return out.getvalue()
+    if fmt not in ("table", "markdown"):
+        raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    markdown = fmt == "markdown"
+    esc = _md_escape if markdown else (lambda text: text)
+    names = list(dict.fromkeys(b.name for s in summaries for b in s.benchmarks))
+    rows_of = [{b.name: b for b in s.benchmarks} for s in summaries]
+    body = []
+    for name in names:
+        known = next(r[name] for r in rows_of if name in r)
+        cells = [esc(name), esc(known.unit or "-"), "-" if known.weight is None else f"{known.weight:g}"]
+        for rows in rows_of:
+            b = rows.get(name)
+            cells.append("-" if b is None else sig(b.perf) + (f" ({b.fail}/{b.n} failed)" if b.fail else "")
+                         + (WARNING_MARK if b.warnings else ""))
+        body.append(cells)
+    headers = ["benchmark", "unit", "weight", *[f"perf [{i + 1}]" for i in range(len(summaries))]]
+    parts = [tabulate(body, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True,
+                      colalign=["left", "left", "right", *["right"] * len(summaries)]) if body else "(no benchmarks)"]
+    notes = list(dict.fromkeys(line for s in summaries for line in note_lines(s)))
+    if notes:
+        parts.append("\n".join(esc(line) for line in notes))
+    legend = [f"[{i + 1}] {', '.join(s.runs)}: {' / '.join(score_lines(s))}" for i, s in enumerate(summaries)]
+    verdicts = [f"[{i + 1}] vs [{j + 1}]: " + (f"not comparable: {why}" if why else _ranked(summaries, i, j))
+                for i, j, why in pairs]
+    lines = ([f"Setups differ: {setup_note}; shown side by side, never pooled"] if setup_note else []) + legend + verdicts
+    parts.append("\n".join(esc(line) for line in lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def _ranked(summaries: list[Summary], i: int, j: int) -> str:
+    a, b = summaries[i].score, summaries[j].score
+    if a is None or b is None:
+        return "same rows, no score to rank"
+    order = f"[{i + 1}] > [{j + 1}]" if a > b else f"[{j + 1}] > [{i + 1}]" if b > a else "equal"
+    return f"comparable (same {len(summaries[i].rows)} weighted rows): {order}"

@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from milabox.reporting.formats import score_lines, table_rows
+from milabox.reporting.formats import note_lines, score_lines, table_rows
 from milabox.reporting.summary import Summary, summarize
 from milabox.rundir.layout import TELEMETRY_NAME, write_text_atomic
 from milabox.rundir.model import AttemptResult, Run
@@ -46,14 +46,15 @@ _COMPARE_MAX = 8
 _TICKS_MAX = 12
 
 
-def write_html(path: str | os.PathLike[str], runs: Sequence[Run], summary: Summary | None = None,
-               title: str = "milabox report") -> None:
+def write_html(path: str | os.PathLike[str], runs: Sequence[Run],
+               summary: Summary | Sequence[Summary] | None = None, title: str = "milabox report") -> None:
     """Render the report of ``runs`` and write it atomically to ``path``.
 
     Args:
         path: the HTML file to write (its folder must exist).
         runs: the loaded runs.
-        summary: their pooled Summary (computed when None), e.g. with a baseline.
+        summary: their pooled Summary (computed when None), e.g. with a baseline; or one Summary a run, shown
+            one after the other (runs side by side, not pooled).
         title: the page title.
 
     Returns:
@@ -65,18 +66,19 @@ def write_html(path: str | os.PathLike[str], runs: Sequence[Run], summary: Summa
     write_text_atomic(path, render_html(runs, summary, title))
 
 
-def render_html(runs: Sequence[Run], summary: Summary | None = None, title: str = "milabox report") -> str:
+def render_html(runs: Sequence[Run], summary: Summary | Sequence[Summary] | None = None,
+                title: str = "milabox report") -> str:
     """The whole HTML document as a string.
 
     Args:
         runs: the loaded runs.
-        summary: their pooled Summary (computed when None).
+        summary: their pooled Summary (computed when None), or one Summary a run (see ``write_html``).
         title: the page title.
 
     Returns:
         A complete HTML5 document with no external reference.
     """
-    summary = summary or summarize(runs)
+    summaries = [summary or summarize(runs)] if summary is None or isinstance(summary, Summary) else list(summary)
     e = html.escape
     head = (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
             f"<style>{_CSS}</style></head><body>")
@@ -87,16 +89,19 @@ def render_html(runs: Sequence[Run], summary: Summary | None = None, title: str 
                  f"started {m.started or '?'}", f"status {m.status}", f"milabox {m.milabox_version or '?'}"]
         parts.append(f"<p class=\"meta\"><b>{e(run.path.name)}</b>: {e(', '.join(facts))}</p>")
 
-    parts.append("<h2>Results</h2>" if len(runs) < 2 else f"<h2>Results, {len(runs)} runs pooled</h2>")
-    headers, align, rows = table_rows(summary)
-    parts.append(_table(headers, rows, align))
-    for line in score_lines(summary):
-        parts.append(f"<p class=\"score\">{e(line)}</p>")
-    if summary.failures:
-        parts.append("<h2>Failures</h2>")
-        parts.append(_table(["benchmark", "attempt", "cause"],
-                            [[f.benchmark, f.attempt, " ".join((f.cause or f.status).split())]
-                             for f in summary.failures]))
+    for each in summaries:
+        pooled = len(each.runs) > 1
+        parts.append(f"<h2>Results, {len(each.runs)} runs pooled</h2>" if pooled else
+                     "<h2>Results</h2>" if len(summaries) == 1 else f"<h2>Results, {e(', '.join(each.runs))}</h2>")
+        headers, align, rows = table_rows(each)
+        parts.append(_table(headers, rows, align))
+        for line in [*note_lines(each), *score_lines(each)]:
+            parts.append(f"<p class=\"score\">{e(line)}</p>")
+        if each.failures:
+            parts.append("<h2>Failures</h2>")
+            parts.append(_table(["benchmark", "attempt", "cause"],
+                                [[f.benchmark, f.attempt, " ".join((f.cause or f.status).split())]
+                                 for f in each.failures]))
 
     if 1 < len(runs) <= _COMPARE_MAX:
         parts.append(_comparison_section(runs))

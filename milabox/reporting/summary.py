@@ -1,9 +1,19 @@
 """Summarize run folders into per-benchmark numbers and a suite score.
 
-Scoring (see ``summarize``): a benchmark's score is its mean per-device rate, times the number of
-devices it ran on when its plan is ``per_device``, times its success ratio; the suite score is the
-weighted geometric mean of the benchmark scores. Against a baseline run, each benchmark is a unitless
-ratio to the baseline and the suite score is the weighted geometric mean of the ratios.
+Statistics: the unit of replication is the attempt. A benchmark's ``perf`` is the mean of its successful
+attempts' rates, and its standard error and Student-t 95 % interval are over those same rates, so the
+interval always contains ``perf``. With one attempt there is no spread and no interval (shown as ``n=1``).
+The step rates within an attempt only give ``jitter_pct``, never an interval.
+
+Scoring, one rule in which a failure never helps: a benchmark's score is perf x D (the devices it ran on
+when its plan is ``per_device``, else 1) x its success ratio, and 0 when no attempt succeeded or it never
+ran. The suite score is the weighted geometric mean of the scores of the weighted rows (weight > 0), so one
+weighted row at 0 makes the suite score 0 and the report names it (``zeroed_by``): a fully failed row
+scores below a partly failed one, which scores below a clean one. Against a baseline, each row is its
+score / (baseline perf x baseline D), the suite score is the same mean of those ratios, and a row at 0
+zeroes it the same way; rows without a baseline rate are left out and listed. The score states its
+coverage: the weighted rows it is over and the benchmarks the vendor excluded (the manifest's
+``excluded``); two scores are ranked against each other only over the same rows (``not_comparable``).
 Rendering is in milabox.reporting.formats, energy in milabox.reporting.energy.
 """
 
@@ -13,6 +23,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from milabox.errors import ConfigError
 from milabox.reporting.energy import BenchmarkEnergy, benchmark_energy, energy_reader
 from milabox.reporting.formats import COLUMNS
 from milabox.rundir.model import AttemptResult, Run
@@ -38,35 +49,39 @@ class BenchmarkSummary:
     fail: int  # attempts whose status is not "ok"
     perf: float | None  # mean summary rate of successful attempts (per device)
     unit: str | None
-    sem_pct: float | None  # standard error of the mean, % of the mean
-    std_pct: float | None  # sample standard deviation, % of the mean
+    sem_pct: float | None  # standard error of the mean of attempt rates, % of perf; None below 2 attempts
+    std_pct: float | None  # sample standard deviation of attempt rates, % of perf; None below 2 attempts
     peak_memory_mb: float | None
-    weight: float | None  # None only for a benchmark in a manifest that has no attempt at all
+    weight: float | None  # None only for a benchmark in a manifest that has no readable attempt
     score: float  # perf x D x (1 - fail/n); 0 when perf is None
     plan: str | None = None
     devices: int = 0  # D: distinct devices when plan is per_device, else 1 (0 when no attempt)
-    stats: Stats | None = None  # over attempt rates (k >= 2) or the single attempt's step rates
+    stats: Stats | None = None  # over the successful attempts' rates (source "attempts")
     energy: BenchmarkEnergy | None = None
     ratio: float | None = None  # score / (baseline perf x baseline D); only with a baseline
     baseline_perf: float | None = None
+    jitter_pct: float | None = None  # mean over attempts of the std of its step rates, % of their mean
+    warnings: list[str] = field(default_factory=list)  # corrupt lines, late events, mixed units or weights
 
     def row(self) -> dict[str, object]:
         """The ``COLUMNS`` fields as a dict."""
         return {key: getattr(self, key) for key in COLUMNS}
 
     def to_dict(self) -> dict[str, object]:
-        """The JSON object for this benchmark: ``COLUMNS`` first, then plan, devices, stats, energy, ratio."""
+        """The JSON object for this benchmark: ``COLUMNS`` first, then the details (docs/report-schema.md)."""
         return {**self.row(), "plan": self.plan, "devices": self.devices,
                 "stats": self.stats.to_dict() if self.stats else None,
                 "energy": self.energy.to_dict() if self.energy else None,
-                "ratio": self.ratio, "baseline_perf": self.baseline_perf}
+                "ratio": self.ratio, "baseline_perf": self.baseline_perf, "jitter_pct": self.jitter_pct,
+                "warnings": list(self.warnings)}
 
     def csv_row(self) -> list[object]:
         """Values in ``CSV_COLUMNS`` order (None for unknown)."""
         s, e = self.stats, self.energy
         extra = [s.median if s else None, s.ci_low if s else None, s.ci_high if s else None,
                  s.source if s else None, s.n if s else None,
-                 e.energy_kj if e else None, e.mean_power_w if e else None, e.items_per_j if e else None, self.ratio]
+                 e.energy_kj if e else None, e.mean_power_w if e else None, e.items_per_j if e else None, self.ratio,
+                 self.jitter_pct, "; ".join(self.warnings) or None]
         return [*self.row().values(), *extra]
 
 
@@ -76,8 +91,9 @@ class Baseline:
 
     label: str  # the baseline run folder(s)
     score: float | None
-    incomplete: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)  # weighted rows at ratio 0 or without one
     incomplete_reasons: dict[str, str] = field(default_factory=dict)
+    zeroed_by: list[str] = field(default_factory=list)  # weighted rows whose ratio is 0 (so the score is 0)
 
 
 @dataclass
@@ -85,38 +101,45 @@ class Summary:
     """The whole report: per-benchmark rows and the suite-level numbers."""
 
     benchmarks: list[BenchmarkSummary]
-    score: float | None  # weighted geometric mean over weighted benchmarks with a score > 0
+    score: float | None  # weighted geometric mean over the weighted rows; 0 when one scores 0
     failure_rate: float | None  # failed attempts / attempts, None when there are no attempts
-    incomplete: list[str] = field(default_factory=list)  # weighted benchmarks left out of `score`
+    incomplete: list[str] = field(default_factory=list)  # weighted rows that score 0 (== zeroed_by)
     failures: list[Failure] = field(default_factory=list)
     attempts: int = 0
     failed: int = 0
-    incomplete_reasons: dict[str, str] = field(default_factory=dict)  # name -> why it was left out
+    incomplete_reasons: dict[str, str] = field(default_factory=dict)  # name -> why it scores 0
     baseline: Baseline | None = None
     runs: list[str] = field(default_factory=list)  # the run folders summarized
+    rows: list[str] = field(default_factory=list)  # the weighted rows the score is over (its coverage)
+    excluded: dict[str, str] = field(default_factory=dict)  # benchmark -> why the vendor excluded it
+    sizes: list[str] = field(default_factory=list)  # the manifests' sizes
+
+    @property
+    def zeroed_by(self) -> list[str]:
+        """The weighted rows that score 0 and so make the suite score 0."""
+        return list(self.incomplete)
 
 
 def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseline_label: str = "") -> Summary:
-    """Compute per-benchmark numbers and the suite score from one or more runs.
+    """Compute per-benchmark numbers and the suite score from one or more runs (see the module docstring).
 
-    Attempts of the same benchmark are pooled across runs. Per benchmark:
+    Attempts of the same benchmark are pooled across runs (``check_poolable`` says whether they may be).
+    Per benchmark:
 
-    - ``n`` attempts, ``fail`` those whose status is not ``ok``;
+    - ``n`` attempts, ``fail`` those whose status is not ``ok`` (an unreadable record.json is one);
     - ``perf``: mean summary rate of the successful attempts (None if none);
-    - ``stats`` (mean, median, std, sem, 95 % Student-t confidence interval), and ``std_pct``/``sem_pct``
-      from it: over the k per-attempt rates (repeats and devices) when k >= 2 successful attempts,
-      else over the single successful attempt's per-step rates; spread None when fewer than 2 values;
+    - ``stats`` (mean = perf, median, std, sem, 95 % Student-t interval) over those attempt rates, and
+      ``std_pct``/``sem_pct`` from it; spread and interval None with one attempt;
+    - ``jitter_pct``: the mean within-attempt std % of the step rates (None without 2 steps anywhere);
     - ``peak_memory_mb``: max ``memory`` peak over all attempts;
     - ``score`` = perf x D x (1 - fail/n), D = distinct devices if plan is ``per_device`` else 1;
     - ``energy`` where the attempts have telemetry (see ``BenchmarkEnergy``);
-    - with a baseline: ``ratio`` = score / (baseline perf x baseline D), so perf / baseline perf when both
-      ran on one device without failures.
+    - ``warnings``: corrupt event lines, events after the summary, attempts that disagree on unit or weight;
+    - with a baseline: ``ratio`` = score / (baseline perf x baseline D).
 
-    The suite score is exp(sum w ln s / sum w) over benchmarks with weight > 0 and score > 0.
-    Benchmarks with weight > 0 (or unknown: listed in a manifest but never attempted) and score 0
-    are listed in ``incomplete`` (with the reason in ``incomplete_reasons``) instead of pulling the
-    score to zero. The baseline score is the same mean over ratios; a weighted benchmark without a ratio
-    (failed or missing here or in the baseline) makes it incomplete the same way.
+    The suite score is exp(sum w ln s / sum w) over the rows with weight > 0 (or unknown: listed in a
+    manifest but never readably attempted), and 0 when one of them scores 0; those rows are ``incomplete``
+    with the reason in ``incomplete_reasons``. The baseline score is the same over ratios.
 
     Args:
         runs: the loaded runs (a single Run is accepted too).
@@ -161,13 +184,17 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
         row = _summarize_benchmark(name, [a for _, a in pairs], energy_of)
         rows.append(row)
         for run, attempt in pairs:
+            label = f"{run.path.name}/{attempt.name}" if several else attempt.name
             if not attempt.record.ok:
-                label = f"{run.path.name}/{attempt.name}" if several else attempt.name
                 failures.append(Failure(name, label, attempt.record.status, attempt.record.cause))
+            row.warnings += [f"{label}: {w}" for w in attempt.warnings]
 
+    excluded: dict[str, str] = {}
+    for run in runs:
+        excluded.update({k: v for k, v in run.manifest.excluded.items() if k not in by_name})
     reasons = {row.name: _why_no_score(row) for row in rows if _weighted(row) and row.score <= 0}
-    score = weighted_geomean((row.score, row.weight) for row in rows if _weighted(row) and row.weight)
-
+    weighted = [row for row in rows if _weighted(row)]
+    score = 0.0 if reasons else weighted_geomean((row.score, row.weight or 0.0) for row in weighted)
     attempts = sum(r.n for r in rows)
     failed = sum(r.fail for r in rows)
     return Summary(
@@ -181,7 +208,64 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
         incomplete_reasons=reasons,
         baseline=_against(rows, baseline, baseline_label) if baseline is not None else None,
         runs=[str(r.path) for r in runs],
+        rows=[row.name for row in weighted],
+        excluded=excluded,
+        sizes=sorted({r.manifest.size for r in runs if r.manifest.size}),
     )
+
+
+def not_comparable(a: Summary, b: Summary) -> str | None:
+    """Why two suite scores cannot be ranked against each other, or None when they can.
+
+    Args:
+        a, b: two summaries.
+
+    Returns:
+        None when both scores are over the same weighted rows, else ``different rows (...)`` naming the
+        rows only one of them covers.
+    """
+    only_a = [r for r in a.rows if r not in b.rows]
+    only_b = [r for r in b.rows if r not in a.rows]
+    if not only_a and not only_b:
+        return None
+    parts = [f"only in {s.runs[0] if len(s.runs) == 1 else ', '.join(s.runs)}: {', '.join(names)}"
+             for s, names in ((a, only_a), (b, only_b)) if names]
+    return f"different rows ({'; '.join(parts)})"
+
+
+def setup_difference(runs: Sequence[Run]) -> tuple[str, Run, Run] | None:
+    """The first setup field (``Run.setup``: vendor, host, size, images, overrides) on which runs differ.
+
+    Args:
+        runs: the loaded runs.
+
+    Returns:
+        (field, the first run, the first run that differs from it on that field), or None when all match.
+    """
+    for run in runs[1:]:
+        for key, value in runs[0].setup.items():
+            if run.setup[key] != value:
+                return key, runs[0], run
+    return None
+
+
+def check_poolable(runs: Sequence[Run]) -> None:
+    """Refuse to pool runs of different setups: their attempts are not repeats of one measurement.
+
+    Args:
+        runs: the runs to pool.
+
+    Returns:
+        None.
+
+    Raises:
+        ConfigError: two runs differ in a setup field (the message names the field, both values and runs).
+    """
+    diff = setup_difference(runs)
+    if diff is not None:
+        key, a, b = diff
+        raise ConfigError(f"cannot pool {a.path} and {b.path}: their '{key}' differs ({a.setup[key]!r} vs "
+                          f"{b.setup[key]!r}); pool only repeats of one setup, or drop --pool to see them side by side")
 
 
 def _weighted(row: BenchmarkSummary) -> bool:
@@ -201,6 +285,7 @@ def _against(rows: list[BenchmarkSummary], baseline: Summary, label: str) -> Bas
     """Fill each row's ratio to the baseline and compute the suite's weighted geometric mean of ratios."""
     base = {b.name: b for b in baseline.benchmarks}
     reasons: dict[str, str] = {}
+    zeroed: list[str] = []
     pairs = []
     for row in rows:
         ref = base.get(row.name)
@@ -208,39 +293,45 @@ def _against(rows: list[BenchmarkSummary], baseline: Summary, label: str) -> Bas
             row.weight = ref.weight  # a benchmark that only the baseline ran keeps its weight
         if ref is not None and ref.perf is not None:
             row.baseline_perf = ref.perf
-            if row.score > 0:
-                row.ratio = row.score / (ref.perf * max(ref.devices, 1))
+            row.ratio = row.score / (ref.perf * max(ref.devices, 1))
         if not _weighted(row):
             continue
-        if row.ratio is not None:
+        if row.ratio is not None and row.ratio > 0:
             pairs.append((row.ratio, row.weight or 0.0))
-        elif row.score <= 0:
+        elif row.score <= 0:  # a failure here zeroes the ratio, whatever the baseline did
             reasons[row.name] = _why_no_score(row)
+            zeroed.append(row.name)
         elif ref is None:
             reasons[row.name] = "not in the baseline"
         else:
             reasons[row.name] = "no rate in the baseline"
-    return Baseline(label=label or ", ".join(baseline.runs), score=weighted_geomean(pairs),
-                    incomplete=list(reasons), incomplete_reasons=reasons)
+    score = 0.0 if zeroed else weighted_geomean(pairs)
+    return Baseline(label=label or ", ".join(baseline.runs), score=score, incomplete=list(reasons),
+                    incomplete_reasons=reasons, zeroed_by=zeroed)
+
+
+def _jitter(attempts: list[AttemptResult]) -> float | None:
+    spreads = [s.std_pct for s in (describe(a.step_rates, "steps") for a in attempts)
+               if s is not None and s.std_pct is not None]
+    return statistics.fmean(spreads) if spreads else None
 
 
 def _summarize_benchmark(name: str, attempts: list[AttemptResult],
                          energy_of: Callable[..., object] | None) -> BenchmarkSummary:
-    if not attempts:
-        return BenchmarkSummary(name, 0, 0, None, None, None, None, None, None, 0.0)
-    first = attempts[0].record
+    readable = [a.record for a in attempts if a.error is None]
+    if not readable:  # no attempt, or only unreadable records: weight and unit unknown
+        return BenchmarkSummary(name, len(attempts), len(attempts), None, None, None, None, None, None, 0.0,
+                                plan=None, devices=0)
+    first = readable[0]
     n = len(attempts)
     fail = sum(1 for a in attempts if not a.record.ok)
     ok = [a for a in attempts if a.record.ok and a.rate is not None]
     rates = [a.rate for a in ok]
     perf = statistics.fmean(rates) if rates else None
-
-    if len(rates) >= 2:
-        stats = describe(rates, "attempts")
-    elif len(rates) == 1:
-        stats = describe(ok[0].step_rates, "steps")
-    else:
-        stats = None
+    stats = describe(rates, "attempts")
+    warnings = [f"attempts disagree on {what} ({', '.join(sorted(values))}); shown: {getattr(first, what)!r}"
+                for what, values in (("unit", {r.unit for r in readable}),
+                                     ("weight", {f"{r.weight:g}" for r in readable})) if len(values) > 1]
 
     peaks = [p for p in (a.peak_memory_mb for a in attempts) if p is not None]
     devices = len({a.record.device for a in attempts}) if first.plan == "per_device" else 1
@@ -260,4 +351,6 @@ def _summarize_benchmark(name: str, attempts: list[AttemptResult],
         devices=devices,
         stats=stats,
         energy=benchmark_energy(ok, perf, energy_of) if energy_of else None,
+        jitter_pct=_jitter(ok),
+        warnings=warnings,
     )

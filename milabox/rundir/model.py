@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from milabox.rundir.layout import LOG_NAME
+from milabox.rundir.layout import EVENTS_NAME, LOG_NAME
 
 
 def finite_number(value: Any) -> float | None:
@@ -41,6 +41,8 @@ class Manifest:
     images: dict[str, Any] = field(default_factory=dict)
     started: str | None = None
     ended: str | None = None
+    excluded: dict[str, str] = field(default_factory=dict)  # benchmark -> why the vendor skipped it
+    overrides: dict[str, Any] = field(default_factory=dict)  # settings the run changed from the definitions
     raw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +94,31 @@ class AttemptResult:
     record: Record
     events: list[Event] = field(default_factory=list)
     skipped_lines: int = 0  # events.jsonl lines that were not JSON objects (e.g. a cut last line)
+    error: str | None = None  # why record.json could not be read; then ``record`` is a failed stand-in
+
+    @property
+    def measured_events(self) -> list[Event]:
+        """The events up to and including the first ``summary``: what the benchmark measured. Anything after
+        it (but ``end``) is counted by ``late_events`` and read by no statistic."""
+        for i, ev in enumerate(self.events):
+            if ev.kind == "summary":
+                return self.events[: i + 1]
+        return self.events
+
+    @property
+    def late_events(self) -> int:
+        """Events after the first ``summary`` other than ``end``: the runtime writes none, so they are suspect."""
+        return sum(1 for ev in self.events[len(self.measured_events):] if ev.kind != "end")
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is wrong with this attempt's files but did not fail it: corrupt event lines, late events."""
+        out = []
+        if self.skipped_lines:
+            out.append(f"{self.skipped_lines} corrupt line(s) in {self.path / EVENTS_NAME} (skipped)")
+        if self.late_events:
+            out.append(f"{self.late_events} event(s) after the summary in {self.path / EVENTS_NAME} (ignored)")
+        return out
 
     @property
     def name(self) -> str:
@@ -110,8 +137,8 @@ class AttemptResult:
 
     @property
     def summary(self) -> Event | None:
-        """The last ``summary`` event, or None if the benchmark never reported one."""
-        for ev in reversed(self.events):
+        """The first ``summary`` event (the runtime writes one), or None if the benchmark never reported one."""
+        for ev in self.events:
             if ev.kind == "summary":
                 return ev
         return None
@@ -129,7 +156,7 @@ class AttemptResult:
     def step_rates(self) -> list[float]:
         """Per-step ``rate`` event values (measured steps only, warm-up excluded), finite ones only."""
         out = []
-        for ev in self.events:
+        for ev in self.measured_events:
             if ev.kind == "rate":
                 value = finite_number(ev.data.get("value"))
                 if value is not None:
@@ -147,7 +174,7 @@ class AttemptResult:
     def rate_series(self) -> list[tuple[float, float]]:
         """(time, value) of each ``rate`` event with a finite time and value, in file order."""
         out = []
-        for ev in self.events:
+        for ev in self.measured_events:
             if ev.kind == "rate" and ev.time is not None:
                 value = finite_number(ev.data.get("value"))
                 if value is not None:
@@ -169,7 +196,8 @@ class AttemptResult:
         seconds = finite_number(summary.data.get("seconds")) if summary is not None else None
         if seconds is None or seconds <= 0:
             return None
-        end = next((ev.time for ev in reversed(self.events) if ev.kind == "rate" and ev.time is not None), None)
+        end = next((ev.time for ev in reversed(self.measured_events) if ev.kind == "rate" and ev.time is not None),
+                   None)
         return None if end is None else (end - seconds, end)
 
     @property
@@ -210,3 +238,11 @@ class Run:
     path: Path
     manifest: Manifest
     attempts: list[AttemptResult] = field(default_factory=list)
+
+    @property
+    def setup(self) -> dict[str, Any]:
+        """What must match for two runs' attempts to be repeats of one measurement: vendor, host, size, the
+        image ids per group, and the manifest's ``overrides``."""
+        m = self.manifest
+        images = {g: (i.get("id") if isinstance(i, dict) else i) for g, i in sorted(m.images.items())}
+        return {"vendor": m.vendor, "host": m.host, "size": m.size, "images": images, "overrides": m.overrides}

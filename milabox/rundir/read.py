@@ -25,7 +25,8 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
     """Read a run folder: its manifest, and each ``<benchmark>/r<repeat>-d<device>/`` attempt.
 
     Files and folders that do not fit the layout are ignored. A missing ``events.jsonl`` gives an
-    attempt with no events (the container may have died before writing one).
+    attempt with no events (the container may have died before writing one). An attempt whose record.json
+    is missing or malformed becomes a failed attempt naming the file (``unreadable_attempt``).
 
     Args:
         path: the run folder.
@@ -35,8 +36,8 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
         The Run, attempts sorted by benchmark folder, repeat, then device.
 
     Raises:
-        ResultsError: the folder does not exist, or its manifest.json or an attempt's record.json
-            is missing or malformed (the message names the file and the problem).
+        ResultsError: the folder does not exist, or its manifest.json is missing or malformed (the
+            message names the file and the problem).
     """
     root = Path(path)
     if not root.is_dir():
@@ -53,9 +54,29 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
                 m = ATTEMPT_DIR_RE.match(entry.name)
                 if m and entry.is_dir():
                     found.append((int(m.group(1)), m.group(2), entry.path))
-        for _repeat, _device, attempt_dir in sorted(found, key=lambda t: (t[0], t[1])):
-            attempts.append(load_attempt(attempt_dir, skip))
+        for repeat, device, attempt_dir in sorted(found, key=lambda t: (t[0], t[1])):
+            try:
+                attempts.append(load_attempt(attempt_dir, skip))
+            except ResultsError as err:  # one bad record is one failed row, not a lost report
+                attempts.append(unreadable_attempt(Path(attempt_dir), bench, repeat, device, str(err)))
     return Run(path=root, manifest=manifest, attempts=attempts)
+
+
+def unreadable_attempt(folder: Path, benchmark: str, repeat: int, device: str, error: str) -> AttemptResult:
+    """A failed stand-in for an attempt whose record.json is missing or malformed.
+
+    Args:
+        folder: the attempt folder.
+        benchmark, repeat, device: from the folder's path (``<benchmark>/r<repeat>-d<device>``).
+        error: the ResultsError's message (it names the file).
+
+    Returns:
+        An AttemptResult with status ``failed``, the error as its cause and in ``error``, no events, weight 0
+        and an empty unit (the summary takes both from the readable attempts).
+    """
+    record = Record(format=FORMAT_VERSION, benchmark=benchmark, repeat=repeat, device=device, plan="", unit="",
+                    weight=0.0, status="failed", cause=f"unreadable result: {error}")
+    return AttemptResult(path=folder, record=record, error=error)
 
 
 def load_attempt(path: str | os.PathLike[str], skip: Collection[str] = ()) -> AttemptResult:
@@ -108,6 +129,8 @@ def read_manifest(path: str | os.PathLike[str]) -> Manifest:
         images=f.mapping("images"),
         started=f.text("started"),
         ended=f.text("ended"),
+        excluded={str(k): str(v) for k, v in f.mapping("excluded").items()},
+        overrides=f.mapping("overrides"),
         raw=obj,
     )
 

@@ -27,6 +27,7 @@ from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine
 from milabox.errors import ShipError
+from milabox.images.catalog import docker_run_flags
 from milabox.images.naming import NamedImage, images_for, require_built
 from milabox.origin import host_facts
 from milabox.shipping.archive import (
@@ -39,6 +40,7 @@ from milabox.shipping.archive import (
     scan,
 )
 from milabox.shipping.manifest import check_manifest
+from milabox_runtime.cli import docker_run_line
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "milabox-bundle"
@@ -62,7 +64,7 @@ def _estimate(described: Sequence[dict[str, Any]]) -> int:
     return runtime + sum(max(0, d["size"] - runtime) for d in described[1:])
 
 
-def _readme(manifest: dict[str, Any], file_name: str) -> str:
+def _readme(manifest: dict[str, Any], file_name: str, target: Vendor) -> str:
     benches = " ".join(manifest["benchmarks"])
     vendor = manifest["vendor"]
     lines = [
@@ -83,6 +85,14 @@ def _readme(manifest: dict[str, Any], file_name: str) -> str:
         *(f"    {i['tag']}  {i['id']}  {i['size'] / 1e9:.2f} GB" for i in manifest["images"]),
         "",
         f"Without milabox: `tar -xf {file_name} && sha256sum -c SHA256SUMS && docker load -i images.tar`.",
+        "Each benchmark image then says what it holds and how to run it: `docker run --rm IMAGE`. With the flags",
+        f"milabox itself passes on {vendor} (milabox/vendors/{vendor}.toml [passthrough]):",
+        "",
+        "    mkdir -p results",
+        f"    {docker_run_line({'docker_run': docker_run_flags(target), 'image': 'IMAGE'}, 'run', 'BENCHMARK')}",
+        "",
+        "which writes results/events.jsonl (`--size full` for the full size). Send it back as a plain",
+        "`tar -cf results.tar results/`; `milabox results adopt results.tar` turns it into a run folder.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -125,7 +135,7 @@ def make_bundle(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
     what = f"saving {len(images)} images"
     reporter.transfer_started(what, estimate, exact=False)
     with ArchiveWriter(out) as writer:
-        writer.add_bytes(README_PART, _readme(manifest, out.name).encode())
+        writer.add_bytes(README_PART, _readme(manifest, out.name, vendor).encode())
         writer.add_bytes(MANIFEST_PART, (json.dumps(manifest, indent=2) + "\n").encode())
         part = writer.add_stream(IMAGES_PART, engine.save_images([i.tag for i in images]), reporter, what)
     reporter.transfer_ended(what, part.size)

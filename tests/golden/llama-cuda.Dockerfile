@@ -5,9 +5,15 @@ FROM milabox/runtime:cuda-0.1.0
 # Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
 # so a code change rebuilds one small layer.
 COPY benchmark/ /opt/milabox/benchmarks/llama/
+# What the image holds (its rows, each size's config, the docker run flags of cuda), written by milabox:
+# the entrypoint reads it, so a plain `docker run IMAGE` says how to run the image without milabox.
+COPY catalog.json /opt/milabox/benchmarks/llama/catalog.json
 WORKDIR /opt/milabox/benchmarks/llama
-ENV MILABOX_RESULTS=/results
-CMD ["python", "main.py"]
+ENV MILABOX_RESULTS=/results \
+    MILABOX_CATALOG=/opt/milabox/benchmarks/llama/catalog.json
+# Under milabox (MILABOX_CONFIG set, no command) it runs the row's script as before; alone it prints its help.
+ENTRYPOINT ["python", "-m", "milabox_runtime"]
+CMD []
 
 LABEL org.opencontainers.image.title="milabox llama" \
       org.opencontainers.image.description="Llama inference: prefill then KV-cache decoding" \

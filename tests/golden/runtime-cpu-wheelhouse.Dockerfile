@@ -1,7 +1,10 @@
 # The cpu runtime image: Any x86_64 or aarch64 CPU, no accelerator.
 # Rendered by milabox 0.1.0 from milabox/images/templates/runtime.Dockerfile.j2; edit the template, not this file.
 # Every benchmark image of this vendor starts FROM it, so Python, torch and the runtime are shared layers.
-FROM local/base:1
+# Three stages: "system" (the OS packages both others share), "build" (installs the lock with everything only
+# installing needs: lock, wheelhouse, uv, index and CA settings) and the shipped image, which copies the
+# venv and the frozen versions out of "build" and nothing of the build site's network.
+FROM local/base:1 AS system
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -10,7 +13,6 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PIP_INDEX_URL=https://pypi.org/simple \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     HOME=/tmp
@@ -21,16 +23,31 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
+FROM system AS build
+# uv, the host's own binary (milabox depends on it), so no index is needed to get it.
+COPY uv /usr/local/bin/uv
+# uv reads no PIP_* settings, only its own.
+ENV UV_INDEX_URL=https://pypi.org/simple \
+    UV_NO_CACHE=1 \
+    UV_LINK_MODE=copy
+
 RUN python3 -m venv /opt/venv
 
 # Every benchmark's Python dependencies and the exact torch, resolved jointly for this vendor and pinned
 # with hashes (milabox/vendors/locks/cpu.txt): heavy libraries are installed once, here.
 COPY requirements.lock /opt/milabox/requirements.lock
 COPY wheelhouse/ /opt/milabox/wheelhouse/
-# Benchmark images install against the frozen versions: nothing later can swap torch out.
-RUN pip install --no-cache-dir --require-hashes -r /opt/milabox/requirements.lock \
---find-links /opt/milabox/wheelhouse \
+# Like pip, uv here takes each locked version from whichever index has it (the hashes decide) and compiles bytecode
+# (https://docs.astral.sh/uv/pip/compatibility/).
+RUN uv pip install --python /opt/venv/bin/python --require-hashes -r /opt/milabox/requirements.lock \
+    --index-strategy unsafe-best-match --compile-bytecode \
+    --find-links /opt/milabox/wheelhouse \
  && pip freeze > /opt/milabox/runtime-constraints.txt
+
+FROM system
+COPY --from=build /opt/venv /opt/venv
+# Benchmark images install against the frozen versions: nothing later can swap torch out.
+COPY --from=build /opt/milabox/runtime-constraints.txt /opt/milabox/runtime-constraints.txt
 ENV PIP_CONSTRAINT=/opt/milabox/runtime-constraints.txt
 
 COPY milabox_runtime/ /opt/milabox/runtime/milabox_runtime/

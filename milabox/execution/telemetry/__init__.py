@@ -38,7 +38,7 @@ def _open_backend(name: str, devices: Sequence[str] | None, warn: Callable[[str]
         return NvmlBackend(devices)
     if name == "amdsmi":
         from .amdsmi import AmdSmiBackend
-        return AmdSmiBackend(devices)
+        return AmdSmiBackend(devices, on_warning=warn)
     if name == "xpu-smi":
         from .xpusmi import XpuSmiBackend
         return XpuSmiBackend(devices, on_warning=warn)

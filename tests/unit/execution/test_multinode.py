@@ -68,6 +68,28 @@ def test_node_request_adds_host_networking_and_the_rendezvous(tmp_path):
     assert request.mounts == base.mounts and request.image == base.image and request.labels["milabox.node_rank"] == "1"
 
 
+def test_node_request_passes_rdma_where_the_host_has_it_fake_listing(tmp_path):
+    cuda = get_vendor("cuda")
+    spec = mn.parse_nodes("a,b", 0)
+    fake = ("/dev/infiniband/rdma_cm", "/dev/infiniband/uverbs0", "/dev/infiniband/uverbs1")  # FAKE: no IB here
+    base = ContainerRequest(image="x", devices=("/dev/kfd",), cap_add=("SYS_PTRACE",))
+    request = mn.node_request(base, spec, cuda, (), rdma=lambda: fake)
+    assert request.devices == ("/dev/kfd", *fake)
+    assert request.cap_add == ("SYS_PTRACE", "IPC_LOCK") and request.ulimits == (("memlock", -1, -1),)
+    line = request.docker_run_command()
+    assert "--cap-add IPC_LOCK" in line and "--ulimit memlock=-1:-1" in line and "--device /dev/infiniband/uverbs1" in line
+    plain = mn.node_request(base, spec, cuda, (), rdma=lambda: ())
+    assert plain.devices == ("/dev/kfd",) and plain.cap_add == ("SYS_PTRACE",) and plain.ulimits == ()
+
+
+def test_rdma_devices_lists_device_nodes_and_nothing_without_the_folder(tmp_path):
+    (tmp_path / "uverbs0").touch()
+    (tmp_path / "rdma_cm").touch()
+    (tmp_path / "by-path").mkdir()
+    assert mn.rdma_devices(str(tmp_path)) == (str(tmp_path / "rdma_cm"), str(tmp_path / "uverbs0"))
+    assert mn.rdma_devices(str(tmp_path / "missing")) == ()
+
+
 def test_gpu_vendors_use_their_collectives_and_one_process_a_device(tmp_path):
     assert [mn.backend(get_vendor(v)) for v in ("cpu", "cuda", "rocm", "xpu")] == ["gloo", "nccl", "nccl", "xccl"]
     spec = mn.parse_nodes("a,b", 0)

@@ -23,7 +23,7 @@ from helpers import MILABOX, _lines
 from milabox.engine import BindMount, ContainerRequest
 from milabox.execution.telemetry import FIELDS, Sampler, Telemetry, TelemetryWarning
 from milabox.execution.telemetry.cpu import CpuBackend, Rapl
-from milabox.execution.telemetry.xpusmi import METRICS, parse_dump_line
+from milabox.execution.telemetry.xpusmi import METRICS, dump_command, parse_dump_line, parse_version
 from milabox.reporting.attempt_energy import attempt_energy
 from milabox.rundir.layout import PROVENANCE_NAME, TELEMETRY_NAME
 
@@ -259,6 +259,11 @@ def _fake_amdsmi() -> types.ModuleType:
     smi.amdsmi_get_gpu_driver_info = lambda h: {"driver_name": "amdgpu", "driver_version": "6.8.5"}
     smi.amdsmi_get_fw_info = lambda h: {"fw_list": [{"fw_name": "SMC", "fw_version": "85.114.0"}]}
     smi.amdsmi_get_power_cap_info = lambda h: {"power_cap": 750000000, "default_power_cap": 750000000}
+    # Shaped like ROCm/amdsmi py-interface/amdsmi_interface.py: handles need not come in HIP order (here
+    # reversed), throttle_status is a bool in amdsmi 7, and the ROCm version is (ok, version).
+    smi.amdsmi_get_gpu_enumeration_info = lambda h: {"drm_render": 128, "drm_card": 0, "hsa_id": 2,
+                                                     "hip_id": {"h0": 1, "h1": 0}[h], "hip_uuid": f"GPU-{h}"}
+    smi.amdsmi_get_rocm_version = lambda: (True, "7.0.1")
     return smi
 
 
@@ -273,28 +278,76 @@ def test_amdsmi_backend_reads_na_as_null_fake_amdsmi(tmp_path, monkeypatch):
     assert r0["power_w"] == 512 and r0["util_pct"] == 88 and r0["temperature_c"] == 55  # N/A skipped, not zero
     assert r0["memory_used_mb"] == 1024 and r0["memory_total_mb"] == 196592 and r0["sm_clock_mhz"] == 2100
     assert r0["energy_j"] == pytest.approx(41_000 * 15.3 / 1e6, abs=1e-3)  # ticks x resolution (uJ)
-    assert r0["throttle"] == [] and readings["1"]["throttle"] == ["throttle_status=0x4"]
+    assert r0["throttle"] == ["throttle_status=0x4"] and readings["1"]["throttle"] == []  # HIP 0 is handle h1
     _collect(telemetry, tmp_path / TELEMETRY_NAME, 0.25, interval=0.1)
     energy = attempt_energy(tmp_path)
     assert energy is not None and energy.source == "counter" and energy.joules > 0
-    facts = telemetry.describe()["amdsmi"]["devices"][0]
+    described = telemetry.describe()["amdsmi"]
+    assert described["rocm"] == "7.0.1"  # the string, not the (ok, version) tuple
+    facts = described["devices"][0]
     assert facts["name"] == "AMD Instinct MI300X" and facts["driver"] == "6.8.5"
     assert facts["firmware"] == {"SMC": "85.114.0"} and facts["max_gfx_clock_mhz"] == 2100
     telemetry.close()
     assert smi.calls["shut_down"] == 1
 
 
+def test_amdsmi_keys_by_hip_id_and_reads_bool_throttle_fake_amdsmi(monkeypatch):
+    from milabox.execution.telemetry.amdsmi import AmdSmiBackend
+    smi = _fake_amdsmi()
+    smi.amdsmi_get_gpu_metrics_info = lambda h: {"throttle_status": h == "h0"}  # amdsmi 7: a bool
+    monkeypatch.setitem(sys.modules, "amdsmi", smi)
+    backend = AmdSmiBackend(["0"])
+    assert backend.handles == {"0": "h1"}  # HIP id 0 is the second handle
+    assert backend.read()["0"]["throttle"] == []
+    assert AmdSmiBackend(["1"]).read()["1"]["throttle"] == ["throttle_status"]
+
+
+def test_amdsmi_without_enumeration_info_warns_and_uses_handle_order_fake_amdsmi(monkeypatch):
+    from milabox.execution.telemetry.amdsmi import AmdSmiBackend
+    smi = _fake_amdsmi()
+    del smi.amdsmi_get_gpu_enumeration_info  # amdsmi before ROCm 6.4
+    smi.amdsmi_get_rocm_version = lambda: (False, "")
+    monkeypatch.setitem(sys.modules, "amdsmi", smi)
+    warned: list[str] = []
+    backend = AmdSmiBackend(on_warning=warned.append)
+    assert backend.handles == {"0": "h0", "1": "h1"} and len(warned) == 1 and "HIP id" in warned[0]
+    assert backend.describe()["rocm"] is None
+
+
+def test_telemetry_open_passes_amdsmi_warnings_on_fake_amdsmi(monkeypatch):
+    smi = _fake_amdsmi()
+    del smi.amdsmi_get_gpu_enumeration_info
+    monkeypatch.setitem(sys.modules, "amdsmi", smi)
+    warned: list[str] = []
+    Telemetry.open("amdsmi", on_warning=warned.append).close()
+    assert any("HIP id" in m for m in warned)
+
+
 # --------------------------------------------------------------------------------------------
 # Intel, with a FAKE xpu-smi executable
 
+# Dump headers quoted from intel/xpumanager's sources. 1.x: cli/src/comlet_dump.h (dumpTypeOptions, names of
+# metrics 0,1,2,3,8,18); 2.0: ial/cmn/cmd_dump.cpp (LEGACY_METRIC_NAMES) with the units of ial/cmn/metrics/*.cpp,
+# joined as "{name} ({unit})" by DumpOutput::onBegin.
+XPU_SMI_HEADERS = {
+    "1.2.39": "Timestamp, DeviceId, Average % utilization of all GPU Engines, GPU Power (W), GPU Frequency (MHz), "
+              "GPU Core Temperature (Celsius Degree), GPU Energy Consumed (J), GPU Memory Used (MiB)",
+    "2.0.0": "Timestamp, DeviceId, utilization.gpu (%), power.draw (W), clocks.current.graphics (MHz), "
+             "temperature.gpu (C), energy.consumed (J), memory.used (MiB)",
+}
+
 FAKE_XPU_SMI = """\
 #!{python}
-# A fake xpu-smi: discovery as JSON, and a dump that streams CSV rows until it is stopped.
+# A fake xpu-smi of release {version}: --version, discovery as JSON, and a dump that streams CSV rows until
+# stopped. 2.0 refuses the short options 1.x had (-d, -m, -i) and takes one --device (-1: all).
 import json, os, sys, time
 args = sys.argv[1:]
 with open(os.environ["FAKE_XPU_LOG"], "a") as log:
     log.write(json.dumps({{"pid": os.getpid(), "args": args}}) + "\\n")
-if args[:1] == ["discovery"] and "-d" not in args:
+v2 = "{version}".startswith("2.")
+if args == ["--version"]:
+    print("CLI:\\n    Version: {version}.20250101\\n    Build ID: fake\\n")
+elif args[:1] == ["discovery"] and "-d" not in args:
     print(json.dumps({{"device_list": [{{"device_id": 0, "device_name": "Intel(R) Data Center GPU Max 1550"}},
                                       {{"device_id": 1, "device_name": "Intel(R) Data Center GPU Max 1550"}}]}}))
 elif args[:1] == ["discovery"]:
@@ -303,22 +356,32 @@ elif args[:1] == ["discovery"]:
                       "driver_version": "1.3.29735", "gfx_firmware_version": "2024.11",
                       "memory_physical_size_byte": "68719476736"}}))
 elif args[:1] == ["dump"]:
-    print("Timestamp, DeviceId, GPU Utilization (%), GPU Power (W), GPU Frequency (MHz), "
-          "GPU Core Temperature (Celsius Degree), GPU Energy Consumed (J), GPU Memory Used (MiB)", flush=True)
+    if v2 and ({{"-d", "-m", "-i"}} & set(args) or args[args.index("--format") + 1] != "csv"):
+        print("The following argument was not expected: -m", flush=True)
+        sys.exit(1)
+    if not v2 and "--format" in args:
+        sys.exit(1)
+    devices = args[args.index("--device") + 1]
+    devices = ["0", "1"] if devices == "-1" else devices.split(",")
+    print("{header}", flush=True)
     energy = 1000.0
     while True:
         energy += 30.0
-        for d in args[args.index("-d") + 1].split(","):
+        for d in devices:
             print(f"06:14:46.000,    {{d}}, 93.50, 301.25, 1600, 47.00, {{energy:.2f}}, N/A", flush=True)
         time.sleep(0.05)
 """
 
 
-def test_xpu_smi_backend_follows_the_dump_fake_xpu_smi(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("version", "dump_args"), [
+    ("1.2.39", ["dump", "--device", "1", "--metrics", METRICS, "-i", "1"]),
+    ("2.0.0", ["dump", "--device", "1", "--metrics", METRICS, "--interval", "1", "--format", "csv"]),
+])
+def test_xpu_smi_backend_follows_the_dump_fake_xpu_smi(tmp_path, monkeypatch, version, dump_args):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     exe = bin_dir / "xpu-smi"
-    exe.write_text(FAKE_XPU_SMI.format(python=sys.executable))
+    exe.write_text(FAKE_XPU_SMI.format(python=sys.executable, version=version, header=XPU_SMI_HEADERS[version]))
     exe.chmod(0o755)
     log = tmp_path / "calls.jsonl"
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
@@ -336,7 +399,7 @@ def test_xpu_smi_backend_follows_the_dump_fake_xpu_smi(tmp_path, monkeypatch):
     assert last["memory_total_mb"] == 65536 and last["energy_j"] > 1000
     calls = _lines(log)
     dump = [c for c in calls if c["args"][0] == "dump"]
-    assert len(dump) == 1 and dump[0]["args"] == ["dump", "-d", "1", "-m", METRICS, "-i", "1"]
+    assert len(dump) == 1 and dump[0]["args"] == dump_args
     with pytest.raises(ProcessLookupError):  # stopped with the sampler: no dump outlives its attempt
         os.kill(dump[0]["pid"], 0)
     facts = telemetry.describe()["xpu-smi"]["devices"][0]
@@ -345,12 +408,20 @@ def test_xpu_smi_backend_follows_the_dump_fake_xpu_smi(tmp_path, monkeypatch):
     telemetry.close()
 
 
-def test_xpu_smi_dump_line_parsing():
-    header = ["Timestamp", "DeviceId", "GPU Power (W)", "GPU Energy Consumed (J)"]
-    assert parse_dump_line(header, "06:14:46.000,    0, 14.61, 1234.5\n") == ("0", {
-        "util_pct": None, "power_w": 14.61, "sm_clock_mhz": None, "temperature_c": None, "energy_j": 1234.5,
-        "memory_used_mb": None})
+@pytest.mark.parametrize("version", sorted(XPU_SMI_HEADERS))
+def test_xpu_smi_dump_line_parsing_by_position(version):
+    header = [c.strip() for c in XPU_SMI_HEADERS[version].split(",")]
+    assert parse_dump_line(header, "06:14:46.000,    0, 14.61, 300.5, 1550, 40.00, 1234.5, 2048\n") == ("0", {
+        "util_pct": 14.61, "power_w": 300.5, "sm_clock_mhz": 1550, "temperature_c": 40, "energy_j": 1234.5,
+        "memory_used_mb": 2048})
     assert parse_dump_line(header, "Error: the XPU Manager daemon is not running") is None
+
+
+def test_xpu_smi_version_and_dump_command():
+    assert parse_version("CLI:\n    Version: 1.2.39.20241010\n    Build ID: 1\n") == (1, 2, 39, 20241010)
+    assert parse_version("no version here") is None
+    assert dump_command("x", (2, 0, 0), ("0", "1"), "2")[:4] == ["x", "dump", "--device", "-1"]
+    assert dump_command("x", None, ("0", "1"), "2") == ["x", "dump", "--device", "0,1", "--metrics", METRICS, "-i", "2"]
 
 
 # --------------------------------------------------------------------------------------------

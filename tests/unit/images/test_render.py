@@ -73,9 +73,9 @@ def test_benchmark_image_adds_only_code_on_the_runtime_image():
 
 
 def test_runtime_image_installs_the_hashed_lock_from_the_vendor_index_or_a_wheelhouse():
-    rocm = RENDERINGS["runtime-rocm.Dockerfile"]
-    assert "--require-hashes -r /opt/milabox/requirements.lock" in rocm
-    assert "--extra-index-url https://download.pytorch.org/whl/rocm" in rocm
+    cpu = RENDERINGS["runtime-cpu.Dockerfile"]
+    assert "--require-hashes -r /opt/milabox/requirements.lock" in cpu
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in cpu
     with_wheel = RENDERINGS["runtime-cpu-wheelhouse.Dockerfile"]
     assert "--find-links /opt/milabox/wheelhouse" in with_wheel and "COPY wheelhouse/" in with_wheel
     assert "FROM local/base:1" in with_wheel and "ca-bundle.crt" not in with_wheel

@@ -19,7 +19,7 @@ from milabox.errors import MilaboxError, ResultsError
 from milabox.reporting.formats import COLUMNS, CSV_COLUMNS, FORMATS, format_report
 from milabox.reporting.summary import summarize
 from milabox.rundir.layout import write_json_atomic
-from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run
+from milabox.rundir.read import SKIPPED_BY_REPORTS, load_attempt, load_run
 
 
 def bench_row(summary, name):
@@ -87,11 +87,13 @@ def test_unknown_event_kinds_and_fields_are_ignored(tmp_path):
     summary = summarize([load_run(run)])
     row = bench_row(summary, "b")
     assert row.perf == 10.0
-    assert row.std_pct == 0.0  # three identical step rates, unknown event did not count
+    assert row.jitter_pct == 0.0  # the two step rates before the summary; the late one did not count
     assert row.peak_memory_mb == 3.0
     (attempt,) = load_run(run).attempts
     assert "gpu_temp" in [e.kind for e in attempt.events]
     assert attempt.skipped_lines == 2  # the object without "event" and the array
+    assert attempt.step_rates == [10.0, 10.0] and attempt.late_events == 3  # gpu_temp, rate, memory after "end"
+    assert len(row.warnings) == 2  # the corrupt lines and the late events, each named on the row
 
 
 @pytest.mark.parametrize(
@@ -149,7 +151,9 @@ def test_malformed_record_raises_results_error_naming_the_file(tmp_path, record_
     run = write_manifest(tmp_path / "run", ["b"])
     folder = write_attempt(run, "b", rate=1.0, record_text=record_text)
     with pytest.raises(ResultsError) as info:
-        load_run(run)
+        load_attempt(folder)
+    (attempt,) = load_run(run).attempts  # the whole run still reads: this attempt is a failed one
+    assert attempt.error == str(info.value) and not attempt.record.ok
     message = str(info.value)
     assert isinstance(info.value, MilaboxError)
     assert str(folder / "record.json") in message
@@ -162,7 +166,9 @@ def test_missing_record_raises(tmp_path):
     folder = write_attempt(run, "b", rate=1.0)
     (folder / "record.json").unlink()
     with pytest.raises(ResultsError, match="record.json: missing"):
-        load_run(run)
+        load_attempt(folder)
+    (attempt,) = load_run(run).attempts
+    assert "record.json: missing" in attempt.record.cause and attempt.record.status == "failed"
 
 
 @pytest.mark.parametrize(
@@ -214,14 +220,14 @@ def test_perf_fail_std_sem_and_per_device_multiplier(tmp_path):
     assert (failure.benchmark, failure.attempt, failure.cause) == ("m", "r1-d1", "out of memory (OOM-killed)")
 
 
-def test_single_success_uses_step_rates_for_spread(tmp_path):
+def test_single_success_has_jitter_but_no_spread(tmp_path):
     run = write_manifest(tmp_path / "run", ["s"])
     write_attempt(run, "s", rate=11.5, steps=[10.0, 12.0, 14.0])
     row = bench_row(summarize([load_run(run)]), "s")
     # steps mean 12, deviations -2, 0, 2 -> variance 8/2 = 4, std 2 -> 2/12 = 16.67 %
     assert row.perf == 11.5  # perf is the summary rate, not the step mean
-    assert row.std_pct == pytest.approx(100 * 2 / 12)
-    assert row.sem_pct == pytest.approx(100 * 2 / 12 / math.sqrt(3))
+    assert row.jitter_pct == pytest.approx(100 * 2 / 12)
+    assert row.std_pct is None and row.sem_pct is None  # one attempt: no run-to-run spread
 
 
 def test_spread_not_computable(tmp_path):
@@ -254,9 +260,10 @@ def test_suite_score_is_weighted_geometric_mean_and_incomplete(tmp_path):
     write_attempt(run, "unweighted", status="failed", weight=0.0, cause="timed out after 600 s")
     summary = summarize([load_run(run)])
 
-    assert summary.score == pytest.approx(10.0**0.25 * 1000.0**0.75)
+    assert summary.score == 0.0  # a weighted row at 0 zeroes the suite score
     # a weighted benchmark with score 0, and one the manifest lists but that never ran
-    assert summary.incomplete == ["broken", "never-ran"]
+    assert summary.incomplete == ["broken", "never-ran"] == summary.zeroed_by
+    assert summary.rows == ["a", "b", "broken", "never-ran"]
     assert [b.name for b in summary.benchmarks] == ["a", "b", "broken", "unweighted", "never-ran"]
     never = bench_row(summary, "never-ran")
     assert (never.n, never.fail, never.perf, never.weight, never.score) == (0, 0, None, None, 0)
@@ -298,25 +305,26 @@ def test_table_and_markdown_render(mixed_summary):
     assert "2048" in table  # peak memory, whole MB
     assert "Failures:" in table and "r0-d0" in table and "RuntimeError: a|b" in table
     last = table.rstrip("\n").splitlines()[-1]
-    assert last.startswith("Score:") and "incomplete: broken" in last
+    assert last.startswith("Score: 0 ") and "zeroed by: broken" in last
     assert "Failure rate: 25.0%" in last
 
     md = format_report(mixed_summary, "markdown")
     assert "| fast" in md and "|--" in md.replace(":", "-")
     assert "Failures:" in md and r"RuntimeError: a\|b" in md  # pipe escaped inside the table
-    assert "incomplete: broken" in md.rstrip("\n").splitlines()[-1]
+    assert "zeroed by: broken" in md.rstrip("\n").splitlines()[-1]
 
 
 def test_json_has_the_core_keys_first(mixed_summary):
     # Format 2 (docs/report-schema.md): the core keys, in this order, then plan, devices, stats, energy, ratio.
     doc = json.loads(format_report(mixed_summary, "json"))
-    assert doc["format"] == 2
+    assert doc["format"] == 3
     assert {"benchmarks", "score", "failure_rate", "incomplete", "format"} <= set(doc)
     assert doc["incomplete"] == ["broken"]
     assert doc["failure_rate"] == pytest.approx(0.25)
     for obj in doc["benchmarks"]:
         assert list(obj)[: len(COLUMNS)] == list(COLUMNS)
-        assert list(obj)[len(COLUMNS):] == ["plan", "devices", "stats", "energy", "ratio", "baseline_perf"]
+        assert list(obj)[len(COLUMNS):] == ["plan", "devices", "stats", "energy", "ratio", "baseline_perf",
+                                            "jitter_pct", "warnings"]
         assert set(list(obj)[: len(COLUMNS)]) == {
             "name",
             "n",
@@ -332,7 +340,8 @@ def test_json_has_the_core_keys_first(mixed_summary):
     fast = doc["benchmarks"][0]
     assert fast["name"] == "fast" and fast["perf"] == pytest.approx(1234.5678)
     assert fast["score"] == pytest.approx(2 * 1234.5678)
-    assert doc["score"] == pytest.approx(math.exp((math.log(2 * 1234.5678) + 2 * math.log(12.3456)) / 3))
+    assert doc["score"] == 0.0 and doc["zeroed_by"] == ["broken"]
+    assert doc["coverage"] == {"rows": ["fast", "slow", "broken"], "excluded": {}}
 
 
 def test_csv_parses_back(mixed_summary):
@@ -340,8 +349,9 @@ def test_csv_parses_back(mixed_summary):
     assert [r["name"] for r in rows] == ["fast", "slow", "broken"]
     assert list(rows[0])[: len(COLUMNS)] == list(COLUMNS)  # the core columns first, then the details
     assert list(rows[0]) == list(CSV_COLUMNS)
-    # slow: one attempt, steps 12, 12.5, 12.6 -> median 12.5
-    assert float(rows[1]["median"]) == pytest.approx(12.5) and rows[1]["stats_source"] == "steps"
+    # slow: one attempt -> its median is its rate, no interval
+    assert float(rows[1]["median"]) == pytest.approx(12.3456) and rows[1]["stats_source"] == "attempts"
+    assert rows[1]["ci95_low"] == "" and float(rows[1]["jitter_pct"]) > 0
     assert rows[2]["median"] == "" and rows[2]["ratio"] == ""
     assert float(rows[1]["perf"]) == pytest.approx(12.3456)
     assert rows[1]["unit"] == "tokens/s"
@@ -383,7 +393,6 @@ def test_write_json_atomic(tmp_path):
 T_975_DF2 = 4.302652729749464
 
 
-T_975_DF3 = 3.182446305284263
 
 
 def test_stats_over_attempts_mean_median_std_sem_ci(tmp_path):
@@ -406,15 +415,17 @@ def test_stats_over_attempts_mean_median_std_sem_ci(tmp_path):
     assert stats["ci95"] == [pytest.approx(100 - half), pytest.approx(100 + half)] and stats["confidence"] == 0.95
 
 
-def test_stats_of_one_attempt_are_over_its_steps(tmp_path):
+def test_stats_of_one_attempt_have_no_interval_and_show_n1(tmp_path):
     run = write_manifest(tmp_path / "run", ["s"])
     write_attempt(run, "s", rate=11.0, steps=[10.0, 12.0, 14.0, 8.0])
-    s = bench_row(summarize(load_run(run)), "s").stats
-    # mean 11, median 11, deviations -1 1 3 -3: variance 20/3
-    assert s.source == "steps" and s.n == 4 and s.median == 11.0
-    assert s.std == pytest.approx(math.sqrt(20 / 3))
-    half = T_975_DF3 * math.sqrt(20 / 3) / 2
-    assert (s.ci_low, s.ci_high) == (pytest.approx(11 - half), pytest.approx(11 + half))
+    summary = summarize(load_run(run))
+    s = bench_row(summary, "s").stats
+    assert s.source == "attempts" and s.n == 1 and s.mean == 11.0
+    assert s.std is None and s.sem is None and s.ci_low is None and s.ci_high is None
+    # the steps' jitter: mean 11, deviations -1 1 3 -3: variance 20/3
+    assert bench_row(summary, "s").jitter_pct == pytest.approx(100 * math.sqrt(20 / 3) / 11)
+    line = next(x for x in format_report(summary, "table").splitlines() if x.startswith("s "))
+    assert "n=1" in line and "[" not in line
 
 
 def test_baseline_ratios_and_suite_geomean_of_ratios(tmp_path):
@@ -432,18 +443,22 @@ def test_baseline_ratios_and_suite_geomean_of_ratios(tmp_path):
 
     ratios = {b.name: b.ratio for b in summary.benchmarks}
     assert ratios == {"a": pytest.approx(2.0), "b": pytest.approx(0.5), "d": pytest.approx(2.0), "e": None,
-                      "c": None}
+                      "c": 0.0}
     assert [b.name for b in summary.benchmarks] == ["a", "b", "d", "e", "c"]
-    # (1 ln 2 + 3 ln 0.5) / 4 = -ln 2 / 2: the weightless d does not count
-    assert summary.baseline.score == pytest.approx(2 ** -0.5)
+    # c, weighted and in the baseline, did not run here: it zeroes the score against the baseline
+    assert summary.baseline.score == 0.0 and summary.baseline.zeroed_by == ["c"]
     assert summary.baseline.incomplete == ["e", "c"]
     assert summary.baseline.incomplete_reasons == {"e": "not in the baseline", "c": "not run"}
     assert bench_row(summary, "c").weight == 1.0  # taken from the baseline
     lines = format_report(summary, "table").rstrip("\n").splitlines()
-    assert lines[-2] == "Against baseline base: 0.707x (incomplete: e [not in the baseline], c [not run])"
+    assert lines[-3] == "Against baseline base: 0x (zeroed by: c [not run]) (left out: e [not in the baseline])"
     assert "ratio" in format_report(summary, "table")
     doc = json.loads(format_report(summary, "json"))
-    assert doc["baseline"]["score"] == pytest.approx(2 ** -0.5) and doc["baseline"]["label"] == "base"
+    assert doc["baseline"]["score"] == 0.0 and doc["baseline"]["label"] == "base"
+    # without c: (1 ln 2 + 3 ln 0.5) / 4 = -ln 2 / 2; the weightless d and e (no baseline rate) do not count
+    write_attempt(new, "c", rate=5.0, weight=1.0)
+    again = summarize(load_run(new), summarize(load_run(base)), "base")
+    assert again.baseline.score == pytest.approx((2 * 0.5 ** 3) ** 0.2) and again.baseline.zeroed_by == []
     assert doc["benchmarks"][0]["ratio"] == pytest.approx(2.0) and doc["benchmarks"][0]["baseline_perf"] == 10.0
 
 
@@ -465,7 +480,7 @@ def test_failed_benchmark_names_its_reason_in_the_score_line(tmp_path):
     write_attempt(run, "broken", status="failed", cause="exit code 1")
     summary = summarize(load_run(run))
     assert summary.incomplete_reasons == {"broken": "all 1 attempt(s) failed"}
-    assert "incomplete: broken [all 1 attempt(s) failed]" in format_report(summary, "table")
+    assert "Score: 0 (zeroed by: broken [all 1 attempt(s) failed])" in format_report(summary, "table")
 
 
 def test_energy_columns_from_telemetry(tmp_path):

@@ -527,3 +527,36 @@ def test_train_on_batches_trains_and_records_every_measured_step(tmp_path):
     assert len([e for e in events if e["event"] == "rate"]) == 30
     assert len(losses) == 32 and losses[-1] < losses[0] / 10  # it really trained
     assert events[-1]["event"] == "end" and events[-1]["status"] == "ok"
+
+
+class _FakeClock:
+    """perf_counter for the measured loop: each step takes ``step_s`` (a fake clock, nothing sleeps)."""
+
+    def __init__(self, step_s: float):
+        self.now, self.step_s, self.reads = 0.0, step_s, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        if self.reads % 2 == 0:  # the read after a step's body
+            self.now += self.step_s
+        return self.now
+
+
+@pytest.mark.parametrize(("config", "steps", "stopped_by"), [
+    ({"steps": 3, "min_seconds": 1.0, "max_seconds": 10}, 8, "min_seconds"),  # steps done, time not yet
+    ({"steps": 30, "min_seconds": 1.0, "max_seconds": 10}, 30, "steps"),      # time done, steps not yet
+    ({"steps": 3, "min_seconds": 5.0, "max_seconds": 5.0}, 40, "min_seconds"),  # the cap equals the floor
+    ({"steps": 500, "min_seconds": 1.0, "max_seconds": 2.0}, 16, "max_seconds"),  # the hard cap wins
+])
+def test_min_seconds_keeps_measuring_until_both_steps_and_seconds(tmp_path, monkeypatch, config, steps, stopped_by):
+    monkeypatch.setattr(mr.run.time, "perf_counter", _FakeClock(0.125))  # exact in binary: no rounding at 1 s
+    with make_run(tmp_path, warmup=0, **config) as run:
+        for _ in run.steps(items=1):
+            pass
+    summary = kinds(read_events(tmp_path), "summary")[0]
+    assert (summary["steps"], summary["stopped_by"]) == (steps, stopped_by)
+
+
+def test_min_seconds_above_max_seconds_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'min_seconds' must be >= 0 and <= max_seconds"):
+        make_run(tmp_path, min_seconds=20, max_seconds=10)
