@@ -17,11 +17,12 @@ from milabox.definitions.vendors import Vendor
 from milabox.errors import ConfigError, RunError
 from milabox.execution import multinode as mn
 from milabox.execution.plan import Attempt
-from milabox.execution.requests import RESULTS_MOUNT, container_request
+from milabox.execution.requests import container_request
 from milabox.images.naming import benchmark_tag, runnable
 from milabox.images.render import jinja_environment
 from milabox.resources import package_path
 from milabox.shipping.registry import parse_registry
+from milabox_runtime.cli import RESULTS_MOUNT
 
 TEMPLATES_DIR = package_path("cluster", "templates")
 SLURM_DIR = ".slurm"  # hidden: run-folder readers skip it

@@ -11,8 +11,7 @@ from milabox.definitions.vendors import Vendor
 from milabox.engine import CONTAINER_LABEL, BindMount, ContainerRequest
 from milabox.execution.multinode import node_request
 from milabox.execution.plan import Attempt, RunOptions, attempt_config
-
-RESULTS_MOUNT = "/results"
+from milabox_runtime.cli import RESULTS_MOUNT  # the in-container runtime reads it there
 
 
 def _device_owner_gids(paths: Sequence[str]) -> list[str]:
