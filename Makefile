@@ -11,7 +11,7 @@ HOST_TORCH := $(shell sed -n 's/^torch_version = "\(.*\)"/\1/p' milabox/vendors/
 RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 
 .PHONY: demo test venv engine base images lint unit integration clean-containers help disk registry-tools slurm-tools \
-	chromium perf readme native-deps gpu-check debian-deps build-speed
+	chromium perf stability readme native-deps gpu-check debian-deps build-speed
 
 help:
 	@sed -n '1,4p' Makefile
@@ -127,12 +127,17 @@ disk: base
 	$(MILABOX) build --suite all --vendor cpu
 	$(BIN)/python scripts/disk.py cpu
 
-# Measure milabox itself (figures with their goals, not a test): container vs native rate, orchestration
-# overhead per attempt, report time over 100 runs x 20 benchmarks. Natively, bert needs its transformers.
+# Measure milabox itself (figures with their goals, not a test): container vs --runtime native rate (`ratio X`,
+# >= 5 interleaved rounds of >= 10 s a side), orchestration overhead per attempt, report time over 100 runs x 20
+# benchmarks. Natively, bert needs its transformers.
 BERT_TRANSFORMERS := $(shell sed -n 's/.*"\(transformers==[^"]*\)".*/\1/p' milabox/suite/bert/benchmark.toml)
 perf: images
 	@$(BIN)/pip install --quiet '$(BERT_TRANSFORMERS)'
 	$(BIN)/python scripts/perf.py
+
+# The same matmul run twice (`difference: X %`) and how often a planted slow phase is flagged (scripts/stability.py).
+stability: images
+	$(BIN)/python scripts/stability.py
 
 # The README's benchmark table, regenerated from the definitions (a test checks it is current).
 readme: venv

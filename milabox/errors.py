@@ -21,6 +21,10 @@ class EngineError(MilaboxError):
     """The container engine is unreachable or refused a request."""
 
 
+class EngineLost(EngineError):
+    """The engine stopped answering while milabox used it (stopped, restarted, crashed): a temporary failure."""
+
+
 class BaseImageMissing(MilaboxError):
     """A vendor's base image is not present and cannot be pulled."""
 

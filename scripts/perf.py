@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """``make perf``: measure milabox itself and print three figures beside their goals.
 
-1. Container overhead: matmul-fp32 and bert-fp32 (smoke) natively with the host's Python and torch and in
-   their containers, same MILABOX_CONFIG, same thread count, alternating native/container several times;
-   the ratio of the median rates container/native (goal >= 0.98).
-2. Orchestration overhead per attempt (create, start, stop, remove, collect): an attempt's wall time minus
-   the benchmark's own process time (its ``start`` to ``end`` events), median over the container attempts
-   of (1) (goal <= 2 s).
+1. Container overhead: matmul-fp32 and bert-fp32 through ``milabox run`` in their containers and with
+   ``--runtime native`` (the same benchmark code and runtime, the host venv's Python and torch), same size,
+   ``--set``, thread count and ``--min-seconds`` (at least 10 s measured a side), in interleaved rounds
+   (container, native, container, native...). Each round gives one ratio container/native; printed: their
+   median and the 95 % t interval of their mean, as ``ratio X`` (goal >= 0.99). A ratio above 1.02 (the
+   container faster than the same code natively, which nothing in a container can cause) or below 0.9 says the
+   machine was too noisy to measure: "measurement unreliable", never "ok".
+2. Orchestration overhead per attempt (create, start, stop, remove, collect): a container attempt's wall time
+   (its record's ``wall_s``) minus the benchmark process's own time (its ``start`` to ``end`` events), median
+   over the container attempts of (1) (goal <= 1 s); the native attempts' same figure beside it.
 3. ``milabox report`` over 100 synthetic runs x 20 benchmarks generated in a temporary folder: wall time of
    the command, interpreter start included, median of 3 (goal <= 2 s).
 
@@ -30,100 +34,140 @@ import time
 import warnings
 from pathlib import Path
 
-from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.errors import MilaboxError
-from milabox.rundir.read import load_run, read_events
+from milabox.rundir.model import AttemptResult
+from milabox.rundir.read import load_run
+from milabox.stats import CONFIDENCE, describe
 
 PROJECT = Path(__file__).resolve().parent.parent
 
-CONTAINER_GOAL = 0.98
-ORCHESTRATION_GOAL_S = 2.0
+CONTAINER_GOAL = 0.99
+#: Container/native outside this range is the machine's noise, not milabox: the container cannot be faster than
+#: the same code natively (1.02 leaves room for run-to-run noise), and 10 % slower is no container's cost on a CPU.
+RELIABLE_RATIO = (0.9, 1.02)
+ORCHESTRATION_GOAL_S = 1.0
 REPORT_GOAL_S = 2.0
+#: Measured seconds each side of a round reaches at least (``--min-seconds``), so that a round is not smoke noise.
+MIN_SECONDS = 10.0
+#: The benchmarks of (1) and their ``--set`` sizing: matmul's smoke n=512 steps are milliseconds, n=1024 ones a
+#: tenth of a second on a 2-core CPU, long enough for the clock and the event writes to be noise.
+WORKLOADS: dict[str, tuple[str, ...]] = {"matmul-fp32": ("n=1024",), "bert-fp32": ()}
 
 
 def _verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def container_verdict(ratio: float) -> str:
+    """What a container/native ratio says.
+
+    Args:
+        ratio: the median per-round ratio.
+
+    Returns:
+        "ok", "MISSED" (below ``CONTAINER_GOAL``) or "measurement unreliable ..." (outside ``RELIABLE_RATIO``).
+    """
+    low, high = RELIABLE_RATIO
+    if not low <= ratio <= high:
+        return f"measurement unreliable (outside {low:g}-{high:g}: the machine was busy; rerun on a quiet one)"
+    return _verdict(ratio >= CONTAINER_GOAL)
+
+
 # --------------------------------------------------------------------------------------------
 # 1 and 2: native vs container, orchestration
 
 
-def _native(bench, threads: int, folder: Path) -> tuple[float, dict]:
-    """Run the benchmark's main.py with the host venv's Python, as the container would; (rate, meta)."""
-    folder.mkdir(parents=True)
-    env = {**os.environ, "MILABOX_CONFIG": json.dumps(bench.config("smoke"), sort_keys=True),
-           "MILABOX_RESULTS": str(folder), "MILABOX_BENCHMARK": bench.name, "OMP_NUM_THREADS": str(threads)}
-    main = PROJECT / "milabox" / "suite" / bench.group / "main.py"
-    proc = subprocess.run([sys.executable, str(main)], env=env, cwd=main.parent, capture_output=True, text=True,
-                          timeout=600, check=False)
-    events, _ = read_events(folder / "events.jsonl")
-    summary = next((e for e in reversed(events) if e.kind == "summary"), None)
-    if proc.returncode != 0 or summary is None:
+def milabox_run(name: str, runtime: str, folder: Path, threads: int, settings: tuple[str, ...],
+                min_seconds: float) -> AttemptResult:
+    """``milabox run NAME --runtime RUNTIME`` at smoke size into ``folder``.
+
+    Args:
+        name: the benchmark.
+        runtime: ``docker`` or ``native``.
+        folder: the new run folder.
+        threads: ``OMP_NUM_THREADS`` for the benchmark.
+        settings: ``--set`` values.
+        min_seconds: ``--min-seconds``.
+
+    Returns:
+        The run's one attempt, which succeeded.
+
+    Raises:
+        RuntimeError: the command failed, or its attempt did not measure a rate for ``min_seconds``.
+    """
+    cmd = [sys.executable, "-m", "milabox", "run", name, "--vendor", "cpu", "--size", "smoke", "--runtime", runtime,
+           "--min-seconds", f"{min_seconds:g}", "--run-dir", str(folder), "--env", f"OMP_NUM_THREADS={threads}",
+           *(arg for s in settings for arg in ("--set", s))]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=PROJECT, timeout=1200)
+    if proc.returncode != 0 or not folder.exists():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"native {bench.name} failed (exit {proc.returncode}): {tail[0]}")
-    meta = next((e.data for e in events if e.kind == "meta"), {})
-    return float(summary.data["rate"]), meta
-
-
-def _container(engine, vendor, bench, threads: int, folder: Path) -> tuple[float, dict, float]:
-    """Run the benchmark through milabox; (rate, meta, orchestration overhead in s)."""
-    from milabox.execution.local import run
-    from milabox.execution.plan import RunOptions
-
-    run(engine, [bench], vendor, RunOptions(size="smoke", run_dir=folder, environment={"OMP_NUM_THREADS":
-                                                                                        str(threads)}))
+        raise RuntimeError(f"milabox run {name} --runtime {runtime} failed (exit {proc.returncode}): {tail[0]}")
     (attempt,) = load_run(folder).attempts
-    if not attempt.record.ok or attempt.rate is None:
-        raise RuntimeError(f"container {bench.name} failed: {attempt.record.cause}")
-    span = attempt.process_span
-    overhead = attempt.record.wall_s - (span[1] - span[0]) if span and attempt.record.wall_s else float("nan")
-    return attempt.rate, attempt.meta, overhead
+    seconds = attempt.summary.data.get("seconds", 0) if attempt.summary else 0
+    if not attempt.record.ok or attempt.rate is None or seconds < min_seconds:
+        raise RuntimeError(f"{runtime} {name}: no rate over {min_seconds:g} s ({attempt.record.cause or seconds})")
+    return attempt
 
 
-def measure_containers(names: list[str], rounds: int, work: Path) -> bool:
+def orchestration_s(attempt: AttemptResult) -> float:
+    """An attempt's wall time minus its benchmark process's own.
+
+    Args:
+        attempt: a finished attempt.
+
+    Returns:
+        Its record's ``wall_s`` minus its ``start`` to ``end`` events' span, in s; NaN when either is missing.
+    """
+    span, wall = attempt.process_span, attempt.record.wall_s
+    return wall - (span[1] - span[0]) if span and wall else float("nan")
+
+
+def _setup(attempt: AttemptResult) -> tuple:
+    return attempt.meta.get("torch"), attempt.meta.get("threads")
+
+
+def measure_containers(rounds: int, min_seconds: float, work: Path) -> None:
+    """Print figures (1) and (2), measured with run folders under ``work``.
+
+    Raises:
+        RuntimeError: a ``milabox run`` failed.
+    """
     import torch
 
-    from milabox.definitions.vendors import get_vendor
-    from milabox.engine.docker import Engine
-
-    engine, vendor = Engine(), get_vendor("cpu")
     threads = os.cpu_count() or 1
-    print(f"1. Container overhead: rate in the container / rate natively, median of {rounds} alternating rounds, "
-          f"OMP_NUM_THREADS={threads} (goal >= {CONTAINER_GOAL})")
-    overheads: dict[str, list[float]] = {}
-    ok = True
-    for bench in select(names, all_benchmarks()):
-        native, contained, seen = [], [], {}
+    print(f"1. Container overhead: rate in the container / rate natively (--runtime native), {rounds} interleaved "
+          f"rounds (container, native, ...), >= {min_seconds:g} s measured a side, OMP_NUM_THREADS={threads}; "
+          f"median of the per-round ratios and the {CONFIDENCE:.0%} t interval of their mean "
+          f"(goal >= {CONTAINER_GOAL}; outside {RELIABLE_RATIO[0]:g}-{RELIABLE_RATIO[1]:g}: unreliable)")
+    overheads: dict[str, dict[str, list[float]]] = {}
+    for name, settings in WORKLOADS.items():
+        ratios, sides = [], {}
         for i in range(rounds):
-            # Alternate which goes first, so a slow drift of the machine hits both sides alike.
-            order = ("native", "container") if i % 2 == 0 else ("container", "native")
-            for side in order:
-                if side == "native":
-                    rate, meta = _native(bench, threads, work / f"{bench.name}-native-{i}")
-                    native.append(rate)
-                else:
-                    rate, meta, overhead = _container(engine, vendor, bench, threads, work / f"{bench.name}-box-{i}")
-                    contained.append(rate)
-                    overheads.setdefault(bench.name, []).append(overhead)
-                seen[side] = meta
-        ratio = statistics.median(contained) / statistics.median(native)
-        ok &= ratio >= CONTAINER_GOAL
-        same = "same torch and threads" if (seen["native"].get("torch"), seen["native"].get("threads")) == (
-            seen["container"].get("torch"), seen["container"].get("threads")) else (
-            f"DIFFERENT setups: native torch {seen['native'].get('torch')} threads {seen['native'].get('threads')}, "
-            f"container torch {seen['container'].get('torch')} threads {seen['container'].get('threads')}")
-        print(f"   {bench.name:<12} native {statistics.median(native):.4g} {bench.unit}  container "
-              f"{statistics.median(contained):.4g} {bench.unit}  ratio {ratio:.3f}  {_verdict(ratio >= CONTAINER_GOAL)}"
-              f"  ({same}; host torch {torch.__version__})")
+            for runtime in ("docker", "native"):
+                attempt = milabox_run(name, runtime, work / f"{name}-{runtime}-{i}", threads, settings, min_seconds)
+                sides[runtime] = attempt
+                overheads.setdefault(name, {}).setdefault(runtime, []).append(orchestration_s(attempt))
+            box, native = sides["docker"], sides["native"]
+            ratios.append(box.rate / native.rate)
+            print(f"   {name:<12} round {i + 1}: container {box.rate:.4g} native {native.rate:.4g} "
+                  f"{box.record.unit} (measured {box.summary.data['seconds']:.1f} s / "
+                  f"{native.summary.data['seconds']:.1f} s)  {ratios[-1]:.3f}")
+        st = describe(ratios)
+        ci = f"{st.ci_low:.3f}-{st.ci_high:.3f}" if st.ci_low is not None else "n/a"
+        same = "same torch and threads" if _setup(sides["docker"]) == _setup(sides["native"]) else (
+            "DIFFERENT setups: container torch {} threads {}, native torch {} threads {}".format(
+                *_setup(sides["docker"]), *_setup(sides["native"])))
+        print(f"   {name:<12} ratio {st.median:.3f} (median of {len(ratios)} rounds; {CONFIDENCE:.0%} CI {ci})  "
+              f"goal >= {CONTAINER_GOAL}  {container_verdict(st.median)}  ({same}; host torch {torch.__version__})")
 
-    print(f"2. Orchestration overhead per attempt: wall time minus the benchmark's own process time, median of "
-          f"the attempts above (goal <= {ORCHESTRATION_GOAL_S:g} s)")
-    for name, values in overheads.items():
-        med = statistics.median(values)
-        print(f"   {name:<12} {med:.2f} s (min {min(values):.2f}, max {max(values):.2f}, {len(values)} attempts)  "
-              f"{_verdict(med <= ORCHESTRATION_GOAL_S)}")
-    return ok
+    print(f"2. Orchestration overhead per attempt: wall time minus the benchmark process's own time (start to end "
+          f"events), median of the attempts above (goal <= {ORCHESTRATION_GOAL_S:g} s)")
+    for name, by_runtime in overheads.items():
+        box, native = by_runtime["docker"], by_runtime["native"]
+        med = statistics.median(box)
+        print(f"   {name:<12} container {med:.2f} s (min {min(box):.2f}, max {max(box):.2f}, {len(box)} attempts)  "
+              f"goal <= {ORCHESTRATION_GOAL_S:g} s  {_verdict(med <= ORCHESTRATION_GOAL_S)}  "
+              f"(native process: {statistics.median(native):.2f} s)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,16 +256,22 @@ def measure_report(work: Path, repeats: int = 3) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5, help="alternating native/container rounds (default 5)")
-    parser.add_argument("--only", choices=["containers", "report"], help="measure only this")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved container/native rounds, at least 5 (default 5)")
+    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS,
+                        help=f"measured seconds a side and round, at least {MIN_SECONDS:g} (default {MIN_SECONDS:g})")
+    parser.add_argument("--only", choices=["containers", "report"], help="measure only this (default: all)")
     args = parser.parse_args()
+    if args.rounds < 5 or args.min_seconds < MIN_SECONDS:
+        parser.error(f"--rounds {args.rounds} --min-seconds {args.min_seconds:g}: fewer than 5 rounds or "
+                     f"{MIN_SECONDS:g} s a side measure noise, not milabox")
     work = Path(tempfile.mkdtemp(prefix="milabox-perf-"))
     # A telemetry library or counter that is missing here: one line, not a Python warning with its source.
     warnings.showwarning = lambda message, *rest, **kw: print(f"   note: {message}")
     try:
         print(f"milabox perf: {os.cpu_count()} CPU cores, Python {sys.version.split()[0]}")
         if args.only in (None, "containers"):
-            measure_containers(["matmul-fp32", "bert-fp32"], args.rounds, work)
+            measure_containers(args.rounds, args.min_seconds, work)
         if args.only in (None, "report"):
             measure_report(work)
     except (RuntimeError, OSError, subprocess.SubprocessError, MilaboxError) as e:  # one line, as milabox does

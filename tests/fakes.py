@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from milabox.engine import CONTAINER_LABEL, STOP_GRACE_S, ContainerRequest, Exit, ImageInfo
-from milabox.errors import BuildError, EngineError
+from milabox.errors import BuildError, EngineError, EngineLost
 
 RESULTS = "/results"
 T0 = 1_800_000_000.0  # the fake clock's epoch (Unix seconds) in the events it writes
@@ -44,6 +44,8 @@ class Behaviour:
         engine_error_at: ``create``, ``start`` or ``wait``.
         block: the wait blocks (really, in its thread) until the container is stopped, as a long benchmark
             does; an AssertionError after ``seconds`` of real time if nothing stops it.
+        gone: ``engine_error`` is a lost connection: the engine raises EngineLost (as the Docker engine does
+            when its socket goes during a wait), not a refusal.
     """
 
     exit_code: int = 0
@@ -58,6 +60,7 @@ class Behaviour:
     engine_error: str | None = None
     engine_error_at: str = "wait"
     block: bool = False
+    gone: bool = False
 
 
 def ok(rate: float = 100.0, seconds: float = 1.0) -> Behaviour:
@@ -88,6 +91,12 @@ def interrupt() -> Behaviour:
 def engine_lost(message: str = "the engine stopped answering (connection reset)", at: str = "wait") -> Behaviour:
     """A benchmark during which the engine fails with EngineError ``message`` (at ``create``, ``start``, ``wait``)."""
     return Behaviour(engine_error=message, engine_error_at=at)
+
+
+def engine_gone(at: str = "wait") -> Behaviour:
+    """A benchmark during which the engine stops answering (its connection drops: EngineLost) at ``at``."""
+    return Behaviour(engine_error="the Docker engine at fake://engine stopped answering", engine_error_at=at,
+                     gone=True)
 
 
 class FakeContainer:
@@ -177,7 +186,7 @@ class FakeContainer:
 
     def _fail_at(self, where: str) -> None:
         if self.behaviour.engine_error is not None and self.behaviour.engine_error_at == where:
-            raise EngineError(self.behaviour.engine_error)
+            raise (EngineLost if self.behaviour.gone else EngineError)(self.behaviour.engine_error)
 
     def _ended(self, code: int | None, timed_out: bool = False, interrupted: bool = False) -> Exit:
         if self._log is not None and self.behaviour.log:
@@ -340,7 +349,7 @@ class FakeEngine:
             raise EngineError(f"image {request.image} is not present; build it with `milabox build`")
         behaviour = self._behaviour(request)
         if behaviour.engine_error is not None and behaviour.engine_error_at == "create":
-            raise EngineError(behaviour.engine_error)
+            raise (EngineLost if behaviour.gone else EngineError)(behaviour.engine_error)
         container = FakeContainer(self, request, behaviour, len(self.created))
         self.created.append(container)
         self.calls.append(("create", container.id))
@@ -351,6 +360,17 @@ class FakeEngine:
         key, _, value = label.partition("=")
         return [c.id for c in self.created if c.state != "removed" and key in c.request.labels
                 and (not value or c.request.labels[key] == value)]
+
+    def leftovers(self, label: str = CONTAINER_LABEL) -> list[tuple[str, dict[str, str]]]:
+        """(id, labels) of the containers not removed that carry ``label`` (as :meth:`containers` selects them)."""
+        ids = self.containers(label)
+        return [(c.id, dict(c.request.labels)) for c in self.created if c.id in ids]
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container by id (nothing for one already gone or unknown)."""
+        for c in self.created:
+            if c.id == container_id:
+                c.remove()
 
     def disk_usage(self) -> list[dict[str, Any]]:
         """Every held image; nothing is shared."""

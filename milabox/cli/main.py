@@ -11,7 +11,7 @@ import click
 from tabulate import tabulate
 
 from milabox import __version__
-from milabox.cli.common import EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED
+from milabox.cli.common import EXIT_ENGINE_LOST, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED
 from milabox.cli.options import benchmarks_dir_option, format_option
 from milabox.errors import MilaboxError
 from milabox.execution import interrupts
@@ -87,8 +87,10 @@ def main() -> None:
         e.show()
         sys.exit(e.exit_code)
     except MilaboxError as e:
+        from milabox.errors import EngineLost
         click.echo(f"milabox: error: {e}", err=True)
-        sys.exit(EXIT_ERROR)
+        # An engine that went away mid-command is a temporary failure (a run says how to --resume), not a fix to make.
+        sys.exit(EXIT_ENGINE_LOST if isinstance(e, EngineLost) else EXIT_ERROR)
     except KeyboardInterrupt:
         click.echo("milabox: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -30,8 +30,9 @@ def cmd(run_dirs: tuple[Path, ...], fmt: str, baseline_dirs: tuple[Path, ...] = 
         click.echo(json.dumps(records[0] if len(records) == 1 else records, indent=2) if fmt == "json" else
                    "\n\n".join(format_provenance(r, str(d)) for r, d in zip(records, run_dirs, strict=True)))
         return
-    from milabox.reporting.formats import format_report, format_side_by_side
-    from milabox.reporting.summary import check_poolable, setup_difference, summarize
+    from milabox.reporting.formats import format_report
+    from milabox.reporting.side_by_side import check_poolable, format_side_by_side, setup_difference
+    from milabox.reporting.summary import summarize
     from milabox.rundir.read import SKIPPED_BY_REPORTS, load_run
     runs = [load_run(d, SKIPPED_BY_REPORTS) for d in run_dirs]
     baseline_runs = [load_run(d, SKIPPED_BY_REPORTS) for d in baseline_dirs]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -46,14 +47,23 @@ from milabox.execution.plan import RUNTIMES
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="docker", show_default=True,
               help="docker: one container per attempt; native: one process per attempt in this Python environment "
                    "(its torch; no engine needed, no --memory or --nodes)")
+@click.option("--resume", "resume", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              metavar="RUN_DIR", help="finish RUN_DIR with its recorded command: run only its missing, failed or "
+                                      "interrupted attempts (refused when its images or milabox version changed)")
+@click.option("--resuming", is_flag=True, hidden=True, default=False)
 @selection_options
 def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: str, timeout: float | None,
         devices: str | None, run_dir: Path | None, env: dict[str, str], memory: str, fmt: str, suite: str | None = None,
         exclude: tuple[str, ...] = (), until_sem: float | None = None, nodes: str | None = None,
         node_rank: int | None = None, master_port: int | None = None, telemetry_interval: float = 1.0,
         runtime: str = "docker", until_stable: bool = False, min_seconds: float | None = None,
-        settings: tuple[str, ...] = ()) -> None:
+        settings: tuple[str, ...] = (), resume: Path | None = None, resuming: bool = False) -> None:
     """Run BENCHMARKS (names, groups or tags; default: all) in containers and print the report."""
+    if resume is not None:  # the run's own command again, into its folder
+        context = click.get_current_context()
+        with cmd.make_context("run", [*_recorded_arguments(resume), "--run-dir", str(resume)],
+                              parent=context.parent) as sub:
+            return context.invoke(cmd, **{**sub.params, "resuming": True})
     from milabox.cli.display import RunDisplay, note
     from milabox.engine.docker import Engine
     from milabox.execution.local import run as run_benchmarks
@@ -78,13 +88,60 @@ def cmd(benchmarks: tuple[str, ...], vendor: str, size: str, repeat: str, timeou
                          devices=device_ids,
                          run_dir=run_dir or Path("runs") / f"{stamp}-{v.name}-{size}",
                          environment=env, memory=memory, command=("milabox", *sys.argv[1:]),
-                         nodes=spec, telemetry_interval_s=telemetry_interval, runtime=runtime)
+                         nodes=spec, telemetry_interval_s=telemetry_interval, runtime=runtime, resume=resuming)
+    engine = Engine() if runtime == "docker" else None
+    if engine is not None:
+        from milabox.execution.leftovers import remove_dead_runs
+        if removed := remove_dead_runs(engine):
+            note(f"milabox: removed {removed} leftover container(s) of dead milabox runs")
     with warnings.catch_warnings():  # e.g. a missing telemetry library: one line, once per run
         warnings.showwarning = lambda message, *args, **kwargs: note(f"milabox: warning: {message}")
-        folder = run_benchmarks(Engine() if runtime == "docker" else None, chosen, v, options, RunDisplay())
+        folder = run_benchmarks(engine, chosen, v, options, RunDisplay())
     note(f"results in {folder}")
+    _say_if_engine_lost(folder, note)
     if spec is not None and spec.is_worker:  # only global rank 0 measures: its node's report holds the rate
         note(f"node rank {spec.node_rank} of {spec.nnodes}: the rate is in node rank 0's ({spec.master}) run folder")
     else:
         click.echo(format_report(summarize(load_run(folder)), fmt))
     exit_for_run(folder)
+
+
+def _recorded_arguments(run_dir: Path) -> list[str]:
+    """The arguments of the ``milabox run`` that made ``run_dir`` (its manifest's command), less ``--run-dir``."""
+    from milabox.errors import ResultsError
+    from milabox.rundir.layout import MANIFEST_NAME
+    try:
+        command = list(json.loads((run_dir / MANIFEST_NAME).read_text()).get("command") or [])
+    except (OSError, ValueError, AttributeError) as e:
+        raise ResultsError(f"--resume: {run_dir / MANIFEST_NAME}: no readable manifest ({type(e).__name__}); "
+                           "resume a folder that milabox run made") from None
+    if "run" not in command:
+        raise ResultsError(f"--resume: {run_dir / MANIFEST_NAME}: its command {command!r} is not a milabox run")
+    before, after = command[:command.index("run")], command[command.index("run") + 1:]
+    dirs = [before[n + 1] for n, a in enumerate(before[:-1]) if a == "--benchmarks-dir"]
+    if dirs:  # the group option the run was given, applied again
+        from milabox.definitions.benchmarks import add_benchmark_dirs
+        add_benchmark_dirs([Path(d) for d in dirs])
+    out, skip = [], False
+    for arg in after:
+        if skip or arg.startswith(("--run-dir=", "--resume=")):
+            skip = False
+            continue
+        if arg in ("--run-dir", "--resume"):
+            skip = True
+            continue
+        out.append(arg)
+    return out
+
+
+def _say_if_engine_lost(folder: Path, note) -> None:
+    """The one line an engine loss gets: the engine, what was running, where the results are, how to go on."""
+    from milabox.rundir.layout import MANIFEST_NAME, RECORD_NAME
+    if json.loads((folder / MANIFEST_NAME).read_text()).get("status") != "engine-lost":
+        return
+    lost = [json.loads(p.read_text()) for p in sorted(folder.glob(f"*/*/{RECORD_NAME}"))]
+    lost = [r for r in lost if isinstance(r, dict) and r.get("engine_lost")]
+    running = ", ".join(f"{r.get('benchmark')} repeat {r.get('repeat')} on device {r.get('device')}" for r in lost)
+    cause = lost[0].get("cause", "engine lost") if lost else "engine lost"
+    note(f"milabox: {cause} while {running or 'the run'} ran; the results so far are kept in {folder}; once the "
+         f"engine is back, go on with `milabox run --resume {folder}`")

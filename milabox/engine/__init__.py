@@ -229,6 +229,23 @@ class Engine(Protocol):
             The engine's own error when it does not answer.
         """
 
+    def leftovers(self, label: str = CONTAINER_LABEL) -> list[tuple[str, dict[str, str]]]:
+        """Every container, running or not, carrying a label, with its labels (to find dead runs' containers).
+
+        Args:
+            label: a label key, or ``key=value``.
+
+        Returns:
+            (container id, labels) pairs.
+        """
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container by id, killing it if it runs; nothing for one already gone.
+
+        Args:
+            container_id: the container.
+        """
+
     def disk_usage(self) -> list[dict[str, Any]]:
         """Every local image with its tags, total size and the part shared with other images.
 

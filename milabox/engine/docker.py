@@ -7,9 +7,11 @@ constants are re-exported for the callers that import them from here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,10 +23,13 @@ import requests.exceptions
 from milabox.engine import CONTAINER_LABEL, LABEL_PREFIX, STOP_GRACE_S
 from milabox.engine.requests import BindMount, ContainerRequest, Exit, ImageInfo
 from milabox.engine.transfer import DockerTransfers, explain
-from milabox.errors import BuildError, EngineError
+from milabox.errors import BuildError, EngineError, EngineLost
 
 __all__ = ["CONTAINER_LABEL", "LABEL_PREFIX", "STOP_GRACE_S", "BindMount", "Container", "ContainerRequest",
            "DockerContainer", "DockerEngine", "Engine", "Exit", "ImageInfo"]
+
+_ENGINE_STOP_CODES = (143, 137)  # what a container gets when a stopping engine stops it (SIGTERM, then SIGKILL)
+
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
@@ -64,19 +69,24 @@ class DockerContainer:
             timeout: seconds to wait; None: as long as it runs.
 
         Returns:
-            How it ended (a lost connection to the engine reads as a timeout).
+            How it ended (a read timeout of the wait, with the engine still answering, is the timeout).
 
         Raises:
-            Nothing for the container's own end; docker-py's errors for a refused wait.
+            EngineLost: the engine stopped answering during the wait (or stopped the container, then went).
         """
         try:
             result = self._handle.wait(timeout=timeout)
             code, timed_out = int(result.get("StatusCode", -1)), False
         except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+            # docker-py reports a wait's read timeout on a unix socket as a ConnectionError too: ask the engine.
+            if not self._engine.answers():
+                raise EngineLost(self._engine.lost_message()) from None
             self._quietly(lambda: self._handle.kill())
             code, timed_out = None, True
         except KeyboardInterrupt:
             return self.stop()
+        if code in _ENGINE_STOP_CODES and not self._engine.answers(settle_s=1.0):  # a stopping dockerd stops them
+            raise EngineLost(self._engine.lost_message())
         return self._ended(code, timed_out=timed_out)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> Exit:
@@ -168,6 +178,31 @@ class DockerEngine(DockerTransfers):
                 f"no Docker engine answers at {self.base_url} ({reason}); start one with `make engine` "
                 "(installs and starts dockerd as root) or `sudo systemctl start docker`, or set DOCKER_HOST"
             ) from None
+
+    def answers(self, settle_s: float = 0.0) -> bool:
+        """Whether the engine answers a ping, asked after ``settle_s`` seconds (for an engine that may be stopping).
+
+        Returns:
+            True when it answered.
+        """
+        time.sleep(settle_s)
+        try:
+            return bool(self.client.ping())
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return False
+
+    def lost_message(self) -> str:
+        """Returns: the one line that says this engine was lost (its address)."""
+        return f"the Docker engine at {self.base_url} stopped answering"
+
+    def leftovers(self, label: str = CONTAINER_LABEL) -> list[tuple[str, dict[str, str]]]:
+        """Returns: (id, labels) of every container, running or not, carrying ``label`` (a key or ``key=value``)."""
+        return [(c.id, dict(c.labels or {})) for c in self.client.containers.list(all=True, filters={"label": label})]
+
+    def remove_container(self, container_id: str) -> None:
+        """Remove a container by id (killing it if it runs); nothing for one already gone."""
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.api.remove_container(container_id, force=True)
 
     def version(self) -> dict[str, Any]:
         """The engine's version report.
@@ -312,6 +347,8 @@ class DockerEngine(DockerTransfers):
         """
         try:
             handle = self.client.containers.create(request.image, **request.docker_kwargs())
+        except requests.exceptions.ConnectionError:
+            raise EngineLost(self.lost_message()) from None
         except docker.errors.ImageNotFound:
             raise EngineError(f"image {request.image} is not present; build it with `milabox build`") from None
         except docker.errors.APIError as e:

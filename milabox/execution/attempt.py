@@ -9,6 +9,7 @@ every container of the batch; each is recorded as interrupted and removed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -19,8 +20,8 @@ from typing import IO, Any
 
 from milabox import stats
 from milabox.definitions.vendors import Vendor
-from milabox.engine import Container, ContainerRequest, Engine, Exit
-from milabox.errors import EngineError
+from milabox.engine import LABEL_PREFIX, Container, ContainerRequest, Engine, Exit
+from milabox.errors import EngineError, EngineLost
 from milabox.execution import interrupts
 from milabox.execution.multinode import judge
 from milabox.execution.plan import Attempt, RunOptions
@@ -30,6 +31,12 @@ from milabox.rundir.layout import EVENTS_NAME, FORMAT_VERSION, LOG_NAME, RECORD_
 from milabox.rundir.outcome import classify
 from milabox.rundir.read import read_events
 
+#: The label that ties every container of a run to it (its value: the manifest's ``run_id``), and the one that
+#: names its run folder: the startup cleanup finds a dead run's leftovers by them.
+RUN_ID_LABEL = LABEL_PREFIX + "run-id"
+RUN_DIR_LABEL = LABEL_PREFIX + "run-dir"
+#: The start of the cause of an attempt whose engine was lost (the run then ends, resumable).
+ENGINE_LOST = "engine lost"
 #: Seconds between the main thread's checks that a batch's waits have ended (it sleeps in between).
 _JOIN_POLL_S = 0.2
 
@@ -71,6 +78,27 @@ class _Live:
     log: IO[bytes] | None = None
     exit: Exit = field(default_factory=lambda: Exit(code=None))
     cause: str | None = None
+    lost: bool = False
+
+    def lose(self, error: EngineLost) -> None:
+        self.cause, self.lost = f"{ENGINE_LOST}: {error}", True
+
+
+def labelled(request: ContainerRequest, run_dir: Path, options: RunOptions) -> ContainerRequest:
+    """The request with the run's labels (``RUN_ID_LABEL``, ``RUN_DIR_LABEL``) added.
+
+    Args:
+        request: an attempt's request.
+        run_dir: the run folder.
+        options: the run's options (its ``run_id``).
+
+    Returns:
+        The labelled request (the same request without a run id).
+    """
+    if not options.run_id:
+        return request
+    return dataclasses.replace(request, labels={**request.labels, RUN_ID_LABEL: options.run_id,
+                                                RUN_DIR_LABEL: str(run_dir.resolve())})
 
 
 def _prepare(attempt: Attempt, vendor: Vendor, image: tuple[str, str], run_dir: Path, options: RunOptions,
@@ -79,7 +107,7 @@ def _prepare(attempt: Attempt, vendor: Vendor, image: tuple[str, str], run_dir: 
     folder.mkdir(parents=True)
     bench = attempt.benchmark
     timeout = options.timeout_s or bench.timeout_s(options.size, options.overrides.get(bench.name))
-    request = attempt_request(attempt, vendor, image[0], run_dir, options)
+    request = labelled(attempt_request(attempt, vendor, image[0], run_dir, options), run_dir, options)
     sampler = (telemetry or Telemetry([])).sampler(folder / TELEMETRY_NAME, options.telemetry_interval_s,
                                                    attempt.devices)
     record = {
@@ -101,6 +129,8 @@ def _prepare(attempt: Attempt, vendor: Vendor, image: tuple[str, str], run_dir: 
 def _wait(live: _Live) -> None:
     try:
         live.exit = live.container.wait(live.timeout)  # type: ignore[union-attr]
+    except EngineLost as e:
+        live.lose(e)
     except EngineError as e:
         live.cause = str(e)
     except Exception as e:  # noqa: BLE001 - a thread's error must become the attempt's cause, not vanish
@@ -159,6 +189,8 @@ def _finish(live: _Live, options: RunOptions, batch_started: str, batch_ended: s
     record.update(status=status, cause=cause, rate=rate, exit_code=exit.code, timed_out=exit.timed_out,
                   oom_killed=exit.oom_killed, wall_s=round(time.monotonic() - t0, 3), ended=now(),
                   batch_started=batch_started, batch_ended=batch_ended)
+    if live.lost:  # the run ends here; --resume retries it
+        record["engine_lost"] = True
     if status == "ok" and (phase := _unstable(live.folder)) is not None:
         record["unstable"] = phase
     write_json_atomic(live.folder / RECORD_NAME, record)
@@ -183,7 +215,8 @@ def run_batch(engine: Engine, batch: Sequence[Attempt], vendor: Vendor, image: t
 
     Returns:
         (the records, in the batch's order; whether the user interrupted — then every container was stopped and
-        recorded as interrupted, and the caller stops the run).
+        recorded as interrupted, and the caller stops the run). A record with ``engine_lost`` true: the engine
+        was lost during the batch (the caller stops the run too).
     """
     lives = [_prepare(a, vendor, image, run_dir, options, telemetry, batch) for a in batch]
     t0, interrupted = time.monotonic(), False
@@ -194,6 +227,8 @@ def run_batch(engine: Engine, batch: Sequence[Attempt], vendor: Vendor, image: t
             try:
                 live.log = held.enter_context(open(live.folder / LOG_NAME, "wb"))
                 live.container = held.enter_context(engine.container(live.request))
+            except EngineLost as e:
+                live.lose(e)
             except EngineError as e:  # the engine refused to create it
                 live.cause = str(e)
         batch_started = now()
@@ -206,6 +241,8 @@ def run_batch(engine: Engine, batch: Sequence[Attempt], vendor: Vendor, image: t
                 try:
                     live.container.start(live.log)
                     started.append(live)
+                except EngineLost as e:
+                    live.lose(e)
                 except EngineError as e:
                     live.cause = str(e)
             interrupted = _wait_all(started, stop) if started else stop.requested

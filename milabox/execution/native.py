@@ -21,29 +21,15 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from milabox.definitions.benchmarks import Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine import STOP_GRACE_S, Exit
-from milabox.errors import ConfigError, RunError
+from milabox.errors import ConfigError
 from milabox.execution import interrupts
 from milabox.execution.attempt import now
-from milabox.execution.local import RunReporter
-from milabox.execution.plan import Attempt, RunOptions, attempt_config, plan_attempts
-from milabox.execution.provenance import collect_native
+from milabox.execution.plan import Attempt, RunOptions, attempt_config
 from milabox.execution.telemetry import Telemetry
-from milabox.origin import host_facts
-from milabox.rundir.layout import (
-    EVENTS_NAME,
-    FORMAT_VERSION,
-    LOG_NAME,
-    MANIFEST_NAME,
-    PROVENANCE_NAME,
-    RECORD_NAME,
-    TELEMETRY_NAME,
-    write_json_atomic,
-)
+from milabox.rundir.layout import EVENTS_NAME, FORMAT_VERSION, LOG_NAME, RECORD_NAME, TELEMETRY_NAME, write_json_atomic
 from milabox.rundir.outcome import classify
-from milabox.stats import sem_pct_of
 
 #: The ``--runtime`` value this module implements (one of milabox.execution.plan.RUNTIMES).
 NATIVE = "native"
@@ -119,94 +105,29 @@ def check_options(options: RunOptions) -> None:
                           "--runtime native; give --repeat N (and --until-sem PCT) or use --runtime docker")
 
 
-def run(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunOptions,
-        reporter: RunReporter | None = None) -> Path:
-    """Run benchmarks natively (one process per attempt, one after another) into a new run folder.
+def run_batch(batch: Sequence[Attempt], vendor: Vendor, run_dir: Path, options: RunOptions,
+              telemetry: Telemetry | None = None) -> tuple[list[dict], bool]:
+    """The native attempt runner of :func:`milabox.execution.local.run`: a batch's attempts one after another.
 
     Args:
-        benchmarks: the selection.
+        batch: the attempts (one benchmark's repeat, one per device).
         vendor: the vendor.
-        options: size, repeat, timeout, devices, run folder (``memory`` and ``nodes`` must be unset).
-        reporter: receives progress.
+        run_dir: the run folder.
+        options: the run's options.
+        telemetry: the run's telemetry (None: no sampling).
 
     Returns:
-        The run folder (manifest, provenance, one record per attempt).
-
-    Raises:
-        RunError: nothing to run, or the run folder is not empty (checked before anything is written).
-        ConfigError: invalid options, or one a process cannot honour (see :func:`check_options`).
+        (the records of the attempts that ran, in order; whether the user interrupted — then the rest of the
+        batch did not start: a resume runs it).
     """
-    check_options(options)
-    reporter = reporter or RunReporter()
-    excluded: dict[str, str] = {}
-
-    def skipped(bench: Benchmark, why: str) -> None:
-        excluded[bench.name] = why
-        reporter.skipped(bench, why)
-
-    with interrupts.scope() as stop:
-        attempts = plan_attempts(benchmarks, vendor, options, skipped)
-        if not attempts:
-            raise RunError(f"nothing to run: none of the selected benchmarks runs on vendor {vendor.name}")
-        run_dir = options.run_dir
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RunError(f"run folder {run_dir} already holds results; choose another --run-dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "format": FORMAT_VERSION, **host_facts(), "vendor": vendor.name, "size": options.size, "runtime": NATIVE,
-            "command": list(options.command or sys.argv),
-            "benchmarks": list(dict.fromkeys(a.benchmark.name for a in attempts)), "excluded": excluded,
-            "repeat": options.repeat, "until_sem_pct": options.until_sem_pct,
-            "devices": list(options.devices or ["all"]), "images": {},
-            "started": now(), "ended": None, "status": "running",
-            "overrides": options.overrides, "min_seconds": options.min_seconds, "auto_repeat": False,
-            "until_stable": False,
-        }
-        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
-        telemetry = Telemetry.open(vendor.telemetry, options.devices,
-                                   **({} if options.telemetry_interval_s > 0 else {"on_warning": lambda m: None}))
-        write_json_atomic(run_dir / PROVENANCE_NAME, collect_native(
-            telemetry=telemetry, command=manifest["command"],
-            attempts=[(a.folder, process_request(a, vendor, run_dir, options)) for a in attempts],
-            settings={"vendor": vendor.name, **json.loads(json.dumps(asdict(options), default=str))}))
-        with contextlib.closing(telemetry):
-            status = _run_all(attempts, vendor, options, reporter, stop, telemetry)
-        manifest.update(ended=now(), status="interrupted" if stop.requested else status)
-        write_json_atomic(run_dir / MANIFEST_NAME, manifest)
-        return run_dir
-
-
-def _run_all(attempts: Sequence[Attempt], vendor: Vendor, options: RunOptions, reporter: RunReporter,
-             stop: interrupts.StopRequest, telemetry: Telemetry) -> str:
-    rates: dict[str, list[float]] = {}
-    settled: set[str] = set()  # sem% went below --until-sem: their other repeats are skipped
-    total, index = len(attempts), 0
-    reporter.planned(attempts)
-    for position, attempt in enumerate(attempts):
-        name = attempt.benchmark.name
-        if stop.requested:
-            return "interrupted"
-        if name in settled:
-            continue
-        index += 1
-        reporter.attempt_started(index, total, attempt)
+    records = []
+    for attempt in batch:
         try:
-            record = run_attempt(attempt, vendor, options.run_dir, options, telemetry)
+            records.append(run_attempt(attempt, vendor, run_dir, options, telemetry))
         except KeyboardInterrupt:
-            reporter.attempt_ended(index, total, attempt, {"status": "interrupted"})
-            return "interrupted"
-        reporter.attempt_ended(index, total, attempt, record)
-        if record.get("status") == "ok" and record.get("rate"):
-            rates.setdefault(name, []).append(record["rate"])
-        rest = [a for a in attempts[position + 1:] if a.benchmark.name == name]
-        if options.until_sem_pct is None or not rest or rest[0].repeat == attempt.repeat:
-            continue
-        sem = sem_pct_of(rates.get(name, []))
-        if sem is not None and sem < options.until_sem_pct:
-            settled.add(name)
-            total -= len(rest)
-            reporter.repeats_skipped(attempt.benchmark, attempt.repeat + 1, sem, len(rest))
-    return "complete"
+            records.append(json.loads((run_dir / attempt.folder / RECORD_NAME).read_text()))
+            return records, True
+    return records, False
 
 
 def run_attempt(attempt: Attempt, vendor: Vendor, run_dir: Path, options: RunOptions,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import re
@@ -22,6 +23,9 @@ from milabox_runtime.run import LOOP_DEFAULTS
 RUNTIMES = ("docker", "native")
 #: ``--repeat auto``: the attempts whose spread chooses how many repeats a benchmark gets.
 AUTO_FIRST_REPEATS = 3
+#: The manifest keys a resumed run must share with the run it resumes (its setup), in the order they are checked.
+RESUME_SETUP = ("milabox_version", "vendor", "size", "runtime", "benchmarks", "repeat", "devices", "images",
+                "overrides")
 #: Where the host lists each NUMA node's CPUs (``0-3,8-11``), for the ``cpuset`` device selection.
 NUMA_CPULISTS = "/sys/devices/system/node/node*/cpulist"
 
@@ -53,6 +57,9 @@ class RunOptions:
         runtime: ``docker`` (default: one container per attempt) or ``native`` (one process per attempt in this
             Python environment, with its own torch: sites without a container engine, the container-overhead
             baseline, GPU checks on machines without Docker).
+        resume: ``--resume`` (default false): ``run_dir`` holds an earlier run of the same setup; run only its
+            missing, failed or interrupted attempts (see :func:`resume_attempts`).
+        run_id: the run's id, set on every container as the ``RUN_ID_LABEL`` label (empty: the run makes one).
     """
 
     size: str = "smoke"
@@ -71,6 +78,8 @@ class RunOptions:
     until_stable: bool = False
     min_seconds: float | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    resume: bool = False
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -262,3 +271,71 @@ def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunO
     return attempts
 
 
+
+
+def check_resumable(recorded: dict[str, Any], fresh: dict[str, Any], manifest_path: Path) -> None:
+    """Refuse to resume a run whose setup differs from what this command would run now.
+
+    Args:
+        recorded: the run's manifest.
+        fresh: the manifest this command would write (same keys).
+        manifest_path: the manifest's path (named in the message).
+
+    Raises:
+        ConfigError: a ``RESUME_SETUP`` key differs (the message names it, with both values).
+    """
+    for key in RESUME_SETUP:
+        old, new = recorded.get(key), fresh.get(key)
+        if key == "images":  # an image is the same when its id is (a re-tag or a push changes only the ref)
+            old = {g: i.get("id") for g, i in (old or {}).items()}
+            new = {g: i.get("id") for g, i in (new or {}).items()}
+        if key == "runtime":
+            old = old or RUNTIMES[0]
+        if old != new:
+            raise ConfigError(f"--resume: {manifest_path} was run with {key} {old!r}, this setup has {new!r}; "
+                              "resume with the same setup or start a new run")
+
+
+def resume_attempts(planned: Sequence[Attempt], records: dict[str, dict[str, Any]],
+                    done_by_sem: Callable[[str], bool] = lambda name: False) -> tuple[list[Attempt], dict[str, str]]:
+    """What a resumed run runs: each planned attempt not yet passed, a retry in a new folder for a failed one.
+
+    A planned attempt whose folder has no record runs in that folder; one whose record (followed through its
+    ``superseded_by`` chain) did not pass is retried at the next repeat index free for its benchmark and devices,
+    so no attempt folder is ever overwritten.
+
+    Args:
+        planned: the attempts the setup plans (:func:`plan_attempts`).
+        records: attempt folder -> its record, for every attempt folder of the run.
+        done_by_sem: whether a benchmark already reached ``--until-sem``: its missing repeats are not run.
+
+    Returns:
+        (the attempts to run, in planned order; new folder -> the folder of the attempt it supersedes).
+    """
+    used: dict[tuple[str, str], int] = {}
+    for folder, record in records.items():
+        key = (str(record.get("benchmark", folder.split("/")[0])), str(record.get("device", "")))
+        used[key] = max(used.get(key, -1), int(record.get("repeat", 0)))
+    for attempt in planned:  # a retry never takes a planned repeat's folder
+        key = (attempt.benchmark.name, attempt.device_label)
+        used[key] = max(used.get(key, -1), attempt.repeat)
+    todo: list[Attempt] = []
+    superseded: dict[str, str] = {}
+    for attempt in planned:
+        folder = attempt.folder
+        while folder in records and records[folder].get("superseded_by") in records:
+            folder = records[folder]["superseded_by"]
+        record = records.get(folder)
+        if record is None:
+            if not done_by_sem(attempt.benchmark.name):
+                todo.append(attempt)
+            continue
+        if record.get("status") == "ok":
+            continue
+        key = (attempt.benchmark.name, attempt.device_label)
+        used[key] += 1
+        retry = dataclasses.replace(attempt, repeat=used[key])
+        todo.append(retry)
+        superseded[retry.folder] = folder
+    order = list(dict.fromkeys(a.benchmark.name for a in planned))
+    return sorted(todo, key=lambda a: (order.index(a.benchmark.name), a.repeat)), superseded

@@ -28,7 +28,7 @@ from milabox.reporting.compare_format import (
     legend,
     regression_lines,
 )
-from milabox.reporting.compare_suite import SuiteInterval, suite_bootstrap, suite_score
+from milabox.reporting.compare_suite import SuiteInterval, run_samples, suite_bootstrap, suite_score
 from milabox.reporting.summary import BenchmarkSummary, Summary, summarize
 from milabox.rundir.model import AttemptResult, Run
 from milabox.stats import ALPHA, MIN_ATTEMPTS, Stats, describe, noise_threshold, ratio_ci, welch_p
@@ -219,8 +219,9 @@ def compare(runs: Sequence[Run], threshold: float | None = None, alpha: float = 
         unit = next((c.summary.unit for c in cells if c.summary.unit), None)
         rows.append(Row(name, unit, cells))
     weights = _weights(summaries)
-    suite = [suite_bootstrap(rates[0], other, weights, (labels[0], label)) for label, other in zip(labels[1:], rates[1:],
-                                                                                       strict=True)]
+    samples = [run_samples(run) for run in runs]
+    suite = [suite_bootstrap(samples[0], other, weights, (labels[0], label))
+             for label, other in zip(labels[1:], samples[1:], strict=True)]
     return Comparison(runs=labels, paths=[str(r.path) for r in runs], rows=rows,
                       differences=differences(runs, labels), threshold=threshold, alpha=alpha, suite=suite)
 

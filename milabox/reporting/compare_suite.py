@@ -1,19 +1,23 @@
 """The suite score of two runs with a seeded bootstrap interval and P(A > B), for ``milabox compare``.
 
-Resampling attempts within each benchmark keeps what a repeat varies (the run-to-run noise) and nothing else.
-The score here (``suite_score``) is a small function of per-benchmark attempt rates and the report's weights,
-kept apart from milabox.reporting.summary's so the two can be aligned in one place when that rule changes.
+Resampling replicates (attempts, or the batches of attempts that ran together: milabox.reporting.batches)
+within each benchmark keeps what a repeat varies (the run-to-run noise) and nothing else. Each resample's
+benchmark scores are the report's (``milabox.reporting.summary.benchmark_score``: its device multiplier and
+failure rule included) and the suite score is the report's mean of them, so the report's score of a run is
+this module's point score of it.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from milabox.stats import CONFIDENCE, MIN_ATTEMPTS, weighted_geomean
+from milabox.reporting.batches import Replicate, multiplier, replicates
+from milabox.reporting.summary import benchmark_score, suite_of
+from milabox.rundir.model import AttemptResult, Run
+from milabox.stats import CONFIDENCE, MIN_ATTEMPTS
 
 #: The bootstrap's resamples and seed (fixed, so the same runs always print the same interval).
 BOOTSTRAP_RESAMPLES = 2000
@@ -36,34 +40,68 @@ class SuiteInterval:
     untested: str | None = None  # why there is no interval
 
 
-def suite_score(rates: Mapping[str, Sequence[float]], weights: Mapping[str, float]) -> float | None:
-    """The suite score compare bootstraps: the weighted geometric mean of each benchmark's mean attempt rate.
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark of one run as the score sees it: its replicates and its multiplier M (summary.py)."""
 
-    Kept apart so it can follow the report's rule (milabox.reporting.summary): today it uses the report's
-    weights but leaves out its device multiplier and success ratio, which are equal across two runs of the
-    same plan without failures.
+    replicates: tuple[Replicate, ...]
+    multiplier: int = 1
+
+    @property
+    def successes(self) -> int:
+        """Successful replicates with a rate."""
+        return sum(1 for r in self.replicates if r.ok and r.rate is not None)
+
+
+Samples = Mapping[str, "Sample | Sequence[float]"]  # a list of floats: successful attempts of those rates
+
+
+def run_samples(run: Run) -> dict[str, Sample]:
+    """Each benchmark's Sample in a run, as ``summarize`` groups it.
 
     Args:
-        rates: benchmark -> attempt rates (benchmarks without a positive weight are ignored).
+        run: a loaded run.
+
+    Returns:
+        benchmark name -> Sample, for every benchmark with at least one attempt.
+    """
+    by: dict[str, list[AttemptResult]] = {}
+    for attempt in run.attempts:
+        by.setdefault(attempt.benchmark, []).append(attempt)
+    return {name: Sample(tuple(replicates(a)), multiplier(a)) for name, a in by.items()}
+
+
+def _sample(value: Sample | Sequence[float]) -> Sample:
+    return value if isinstance(value, Sample) else Sample(tuple(Replicate(True, float(x)) for x in value))
+
+
+def suite_score(samples: Samples, weights: Mapping[str, float]) -> float | None:
+    """The suite score compare bootstraps: the report's (``suite_of`` over ``benchmark_score``).
+
+    Args:
+        samples: benchmark -> its Sample, or its successful attempt rates (benchmarks without a positive weight
+            are ignored).
         weights: benchmark -> weight.
 
     Returns:
-        The score, or None when no weighted benchmark has a rate.
+        The score (0 when a weighted benchmark scores 0), or None when no weighted benchmark has a sample.
     """
-    return weighted_geomean((statistics.fmean(r), weights.get(name, 0.0)) for name, r in rates.items() if r)
+    scores = [(benchmark_score(s.replicates, s.multiplier)[1], weights.get(name, 0.0))
+              for name, s in ((n, _sample(v)) for n, v in samples.items()) if s.replicates]
+    return suite_of([(x, w) for x, w in scores if w > 0]) if any(w > 0 for _, w in scores) else None
 
 
-def suite_bootstrap(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[float]],
+def suite_bootstrap(a: Samples, b: Samples,
                     weights: Mapping[str, float], labels: tuple[str, str] = ("A", "B"), resamples: int = BOOTSTRAP_RESAMPLES,
                     seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> SuiteInterval:
     """Bootstrap intervals of two runs' suite scores (``suite_score``) and P(A > B).
 
-    Each resample draws every weighted benchmark's attempts with replacement, within the benchmark and the
-    run, and recomputes both scores; the intervals are the resamples' percentiles. Seeded: the same runs
-    always give the same numbers.
+    Each resample draws every weighted benchmark's replicates (failed ones too) with replacement, within the
+    benchmark and the run, and recomputes both scores; the intervals are the resamples' percentiles. Seeded:
+    the same runs always give the same numbers.
 
     Args:
-        a, b: benchmark -> successful attempt rates of run A (the first) and run B.
+        a, b: benchmark -> Sample (``run_samples``), or successful attempt rates, of run A (the first) and B.
         weights: benchmark -> weight (the report's); benchmarks with weight 0 are not in the score.
         labels: the names of A and B, for the result and its messages.
         resamples: how many bootstrap resamples.
@@ -72,11 +110,12 @@ def suite_bootstrap(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
 
     Returns:
         The SuiteInterval; ``untested`` (and no numbers) unless every weighted benchmark of either run has at
-        least ``MIN_ATTEMPTS`` successful attempts in both.
+        least ``MIN_ATTEMPTS`` successful replicates in both.
     """
     names = tuple(n for n in dict.fromkeys([*weights, *a, *b]) if weights.get(n, 1.0) > 0)
-    short = [f"{n} ({labels[0]}: {len(a.get(n, ()))}, {labels[1]}: {len(b.get(n, ()))})" for n in names
-             if len(a.get(n, ())) < MIN_ATTEMPTS or len(b.get(n, ())) < MIN_ATTEMPTS]
+    a, b = ({n: _sample(side.get(n, ())) for n in names} for side in (a, b))
+    short = [f"{n} ({labels[0]}: {a[n].successes}, {labels[1]}: {b[n].successes})" for n in names
+             if a[n].successes < MIN_ATTEMPTS or b[n].successes < MIN_ATTEMPTS]
     if not names or short:
         why = (f"every weighted benchmark needs {MIN_ATTEMPTS} successful attempts in both runs; "
                f"too few: {', '.join(short)}") if short else "no weighted benchmark"
@@ -85,7 +124,8 @@ def suite_bootstrap(a: Mapping[str, Sequence[float]], b: Mapping[str, Sequence[f
     rng = random.Random(seed)
     scores: list[tuple[float, float]] = []
     for _ in range(resamples):
-        pair = [suite_score({n: rng.choices(side[n], k=len(side[n])) for n in names}, w) for side in (a, b)]
+        pair = [suite_score({n: Sample(tuple(rng.choices(side[n].replicates, k=len(side[n].replicates))),
+                                       side[n].multiplier) for n in names}, w) for side in (a, b)]
         scores.append((pair[0] or 0.0, pair[1] or 0.0))
     score_a, score_b = (suite_score({n: side[n] for n in names}, w) for side in (a, b))
     tail = (1 - confidence) / 2

@@ -26,14 +26,16 @@ FORMATS = ("table", "markdown", "csv", "json")
 
 #: Version of the JSON report layout (docs/report-schema.md). 2: benchmarks gained stats, energy, ratio.
 #: 3: stats over attempts only; jitter_pct, warnings; zeroed_by, coverage, sizes; side-by-side reports.
-REPORT_FORMAT = 3
+#: 4: node rates of concurrent batches: device_rates, node_rate, spread; net_energy_kj, idle_power_w.
+REPORT_FORMAT = 4
 
 #: The core per-benchmark fields: the first keys of each JSON benchmark object and the first CSV columns.
 COLUMNS = ("name", "n", "fail", "perf", "unit", "sem_pct", "std_pct", "peak_memory_mb", "weight", "score")
 
 #: Every CSV column: the core ones, then statistics, energy and the ratio to a baseline.
 CSV_COLUMNS = COLUMNS + ("median", "ci95_low", "ci95_high", "stats_source", "stats_n", "energy_kj",
-                         "mean_power_w", "items_per_j", "ratio", "jitter_pct", "warnings")
+                         "mean_power_w", "items_per_j", "ratio", "jitter_pct", "warnings", "devices", "spread",
+                         "node_rate", "net_energy_kj")
 
 #: The line under every report of smoke-size runs.
 SMOKE_NOTE = "Smoke sizes prove the path, not the hardware: do not compare or buy on these numbers."
@@ -45,15 +47,17 @@ WARNING_MARK = " !"
 def format_report(summary: Summary, fmt: str = "table") -> str:
     """Render a Summary.
 
-    - ``table``: a plain-text table, its warnings and the smoke-size note if any, a ``Failures:`` section if
-      any, the coverage line and the score line;
+    - ``table``: a plain-text table, its warnings and the smoke-size note if any, each device's rate and their
+      sum for rows of several devices, the idle power if sampled, a ``Failures:`` section if any, the coverage
+      line and the score line;
     - ``markdown``: the same as GitHub-flavoured Markdown;
     - ``csv``: a header of ``CSV_COLUMNS`` and one row a benchmark, numbers unrounded, None as empty;
     - ``json``: the versioned layout of docs/report-schema.md, numbers unrounded.
 
     Table and Markdown round perf, median, interval and score to 4 significant digits, percentages to
     one decimal, memory to whole MB; None shows as ``-``; the interval of a single attempt shows as ``n=1``.
-    Energy columns appear when any benchmark has telemetry, a ratio column with a baseline.
+    Energy columns appear when any benchmark has telemetry (a net column above idle with ``idle.jsonl``), a
+    ratio column with a baseline.
 
     Args:
         summary: from ``summarize``.
@@ -86,16 +90,16 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
     Returns:
         (headers, column alignments ``left``/``right``, rows).
     """
-    esc = _md_escape if markdown else (lambda text: text)
+    esc = md_escape if markdown else (lambda text: text)
     energy = any(b.energy for b in summary.benchmarks)
     ratio = summary.baseline is not None
-    headers = ["benchmark", "n", "fail", "perf", "median", "95% CI", "unit", "sem %", "std %", "jitter %",
-               "peak MB", "weight", "score"]
-    align = ["left", "right", "right", "right", "right", "right", "left", "right", "right", "right", "right",
-             "right", "right"]
+    net = any(b.energy and b.energy.net_energy_kj is not None for b in summary.benchmarks)
+    headers = ["benchmark", "n", "fail", "devices", "spread", "perf", "median", "95% CI", "unit", "sem %", "std %",
+               "jitter %", "peak MB", "weight", "score"]
+    align = ["left", *["right"] * 7, "left", *["right"] * 6]
     if energy:
-        headers += ["energy kJ", "power W", "per joule"]
-        align += ["right"] * 3
+        headers += ["energy kJ", *(["net kJ"] if net else []), "power W", "per joule"]
+        align += ["right"] * (4 if net else 3)
     if ratio:
         headers += ["ratio"]
         align += ["right"]
@@ -106,6 +110,8 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
             esc(b.name) + (WARNING_MARK if b.warnings else ""),
             str(b.n),
             str(b.fail),
+            str(b.devices),
+            "-" if b.spread is None else f"{b.spread:.2f}",
             sig(b.perf),
             sig(s.median) if s else "-",
             _ci(s),
@@ -119,7 +125,8 @@ def table_rows(summary: Summary, markdown: bool = False) -> tuple[list[str], lis
         ]
         if energy:
             e = b.energy
-            cells += [sig(e.energy_kj, 3) if e else "-", sig(e.mean_power_w, 3) if e else "-",
+            cells += [sig(e.energy_kj, 3) if e else "-", *([sig(e.net_energy_kj, 3) if e else "-"] if net else []),
+                      sig(e.mean_power_w, 3) if e else "-",
                       (sig(e.items_per_j, 3) + " " + esc(_per_joule(b.unit))) if e and e.items_per_j else "-"]
         if ratio:
             cells += ["-" if b.ratio is None else f"{sig(b.ratio, 3)}x"]
@@ -137,13 +144,13 @@ def _format_text(summary: Summary, markdown: bool) -> str:
     ]
     notes = note_lines(summary)
     if notes:
-        parts.append("\n".join(_md_escape(line) if markdown else line for line in notes))
+        parts.append("\n".join(md_escape(line) if markdown else line for line in notes))
     if summary.failures:
         rows = [
             [
-                _md_escape(f.benchmark) if markdown else f.benchmark,
+                md_escape(f.benchmark) if markdown else f.benchmark,
                 f.attempt,
-                _md_escape(_cause(f)) if markdown else _cause(f),
+                md_escape(_cause(f)) if markdown else _cause(f),
             ]
             for f in summary.failures
         ]
@@ -170,6 +177,23 @@ def note_lines(summary: Summary) -> list[str]:
     lines = [f"{WARNING_MARK.strip()} {b.name}: {w}" for b in summary.benchmarks for w in b.warnings]
     if "smoke" in summary.sizes:
         lines.append(SMOKE_NOTE)
+    return lines + device_lines(summary)
+
+
+def device_lines(summary: Summary) -> list[str]:
+    """Each device's rate and the node's, for the rows of several devices; then the idle power if sampled.
+
+    Args:
+        summary: from ``summarize``.
+
+    Returns:
+        Lines such as ``Devices of matmul-fp32: 0 = 0.1722, 1 = 0.1650; node = 0.3372 TFLOPS``, possibly none.
+    """
+    lines = [f"Devices of {b.name}: " + ", ".join(f"{d} = {sig(r)}" for d, r in b.device_rates.items())
+             + f"; node = {sig(b.node_rate)} {b.unit or ''}".rstrip()
+             for b in summary.benchmarks if len(b.device_rates) > 1]
+    if summary.idle_power_w:
+        lines.append("Idle power: " + ", ".join(f"{d} = {sig(w, 3)} W" for d, w in summary.idle_power_w.items()))
     return lines
 
 
@@ -255,6 +279,7 @@ def report_dict(summary: Summary) -> dict[str, object]:
         "zeroed_by": summary.zeroed_by,
         "coverage": {"rows": list(summary.rows), "excluded": dict(summary.excluded)},
         "sizes": list(summary.sizes),
+        "idle_power_w": dict(summary.idle_power_w),
         "baseline": None if b is None else {"label": b.label, "score": b.score, "incomplete": list(b.incomplete),
                                             "incomplete_reasons": dict(b.incomplete_reasons),
                                             "zeroed_by": list(b.zeroed_by)},
@@ -270,7 +295,8 @@ def _cause(f: Failure) -> str:
     return " ".join((f.cause or f.status).split())  # one line, whatever the host wrote
 
 
-def _md_escape(text: str) -> str:
+def md_escape(text: str) -> str:
+    """``text`` with ``|`` and ``\\`` escaped for a Markdown cell."""
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
@@ -317,76 +343,3 @@ def sig(value: float | None, digits: int = 4) -> str:
 
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
-
-
-def format_side_by_side(summaries: list[Summary], fmt: str = "table", setup_note: str | None = None) -> str:
-    """Render several runs' summaries side by side, never pooled: one perf column per run, each run's
-    coverage and score line, and which pairs of scores may be ranked (``not_comparable``).
-
-    - ``table``/``markdown``: the perf table, the notes, a ``[i] RUN`` legend with each score, the comparisons;
-    - ``csv``: ``CSV_COLUMNS`` preceded by a ``run`` column, the rows of each run in turn;
-    - ``json``: ``{"format", "side_by_side": true, "runs", "setup", "reports", "comparisons"}``
-      (docs/report-schema.md), each report as ``report_dict`` gives it.
-
-    Args:
-        summaries: one ``summarize`` result per run, in the order given.
-        fmt: one of ``FORMATS``.
-        setup_note: how the runs' setups differ (shown as it is), or None when they match.
-
-    Returns:
-        The text, ending with a newline.
-
-    Raises:
-        ConfigError: ``fmt`` is not one of ``FORMATS``.
-    """
-    from milabox.reporting.summary import not_comparable
-
-    pairs = [(i, j, not_comparable(summaries[i], summaries[j]))
-             for i in range(len(summaries)) for j in range(i + 1, len(summaries))]
-    if fmt == "json":
-        doc = {"format": REPORT_FORMAT, "side_by_side": True, "runs": [r for s in summaries for r in s.runs],
-               "setup": setup_note, "reports": [report_dict(s) for s in summaries],
-               "comparisons": [{"a": i + 1, "b": j + 1, "comparable": why is None, "why": why} for i, j, why in pairs]}
-        return json.dumps(doc, indent=2, allow_nan=False) + "\n"
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(("run", *CSV_COLUMNS))
-        for s in summaries:
-            writer.writerows([", ".join(s.runs), *["" if v is None else v for v in b.csv_row()]] for b in s.benchmarks)
-        return out.getvalue()
-    if fmt not in ("table", "markdown"):
-        raise ConfigError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    markdown = fmt == "markdown"
-    esc = _md_escape if markdown else (lambda text: text)
-    names = list(dict.fromkeys(b.name for s in summaries for b in s.benchmarks))
-    rows_of = [{b.name: b for b in s.benchmarks} for s in summaries]
-    body = []
-    for name in names:
-        known = next(r[name] for r in rows_of if name in r)
-        cells = [esc(name), esc(known.unit or "-"), "-" if known.weight is None else f"{known.weight:g}"]
-        for rows in rows_of:
-            b = rows.get(name)
-            cells.append("-" if b is None else sig(b.perf) + (f" ({b.fail}/{b.n} failed)" if b.fail else "")
-                         + (WARNING_MARK if b.warnings else ""))
-        body.append(cells)
-    headers = ["benchmark", "unit", "weight", *[f"perf [{i + 1}]" for i in range(len(summaries))]]
-    parts = [tabulate(body, headers=headers, tablefmt="github" if markdown else "simple", disable_numparse=True,
-                      colalign=["left", "left", "right", *["right"] * len(summaries)]) if body else "(no benchmarks)"]
-    notes = list(dict.fromkeys(line for s in summaries for line in note_lines(s)))
-    if notes:
-        parts.append("\n".join(esc(line) for line in notes))
-    legend = [f"[{i + 1}] {', '.join(s.runs)}: {' / '.join(score_lines(s))}" for i, s in enumerate(summaries)]
-    verdicts = [f"[{i + 1}] vs [{j + 1}]: " + (f"not comparable: {why}" if why else _ranked(summaries, i, j))
-                for i, j, why in pairs]
-    lines = ([f"Setups differ: {setup_note}; shown side by side, never pooled"] if setup_note else []) + legend + verdicts
-    parts.append("\n".join(esc(line) for line in lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def _ranked(summaries: list[Summary], i: int, j: int) -> str:
-    a, b = summaries[i].score, summaries[j].score
-    if a is None or b is None:
-        return "same rows, no score to rank"
-    order = f"[{i + 1}] > [{j + 1}]" if a > b else f"[{j + 1}] > [{i + 1}]" if b > a else "equal"
-    return f"comparable (same {len(summaries[i].rows)} weighted rows): {order}"

@@ -1,16 +1,22 @@
 """Summarize run folders into per-benchmark numbers and a suite score.
 
-Statistics: the unit of replication is the attempt. A benchmark's ``perf`` is the mean of its successful
-attempts' rates, and its standard error and Student-t 95 % interval are over those same rates, so the
-interval always contains ``perf``. With one attempt there is no spread and no interval (shown as ``n=1``).
-The step rates within an attempt only give ``jitter_pct``, never an interval.
+Statistics: the unit of replication is the replicate (milabox.reporting.batches). Where a per_device
+benchmark's attempts of one repeat ran together, one container per device (records with ``concurrent``), the
+replicate is that batch and its rate is the node's: the sum of its devices' rates, a failed device adding 0.
+Elsewhere (older runs, all_devices plans, one device) the replicate is the attempt. A benchmark's ``perf`` is
+the mean of its successful replicates' rates, and its standard error and Student-t 95 % interval are over those
+same rates, so the interval always contains ``perf``. With one replicate there is no spread and no interval
+(shown as ``n=1``). The step rates within an attempt only give ``jitter_pct``, never an interval.
 
-Scoring, one rule in which a failure never helps: a benchmark's score is perf x D (the devices it ran on
-when its plan is ``per_device``, else 1) x its success ratio, and 0 when no attempt succeeded or it never
-ran. The suite score is the weighted geometric mean of the scores of the weighted rows (weight > 0), so one
+Scoring, one rule in which a failure never helps: a benchmark's score is perf x M x its success ratio
+(successful replicates / replicates), and 0 when no attempt succeeded or it never ran. M is 1 for batches (the
+sum already is the node's) and for all_devices plans; for per_device attempts that did not run together (older
+runs) M is D, the devices they ran on, so that perf x M is the node's rate (``node_rate``) either way. A batch
+succeeds when one of its attempts does; a partly failed batch counts its failed devices at 0 in its rate (that
+is its penalty; its failed attempts are in ``fail`` and the failure list). The suite score is the weighted geometric mean of the scores of the weighted rows (weight > 0), so one
 weighted row at 0 makes the suite score 0 and the report names it (``zeroed_by``): a fully failed row
 scores below a partly failed one, which scores below a clean one. Against a baseline, each row is its
-score / (baseline perf x baseline D), the suite score is the same mean of those ratios, and a row at 0
+score / the baseline's node rate, the suite score is the same mean of those ratios, and a row at 0
 zeroes it the same way; rows without a baseline rate are left out and listed. The score states its
 coverage: the weighted rows it is over and the benchmarks the vendor excluded (the manifest's
 ``excluded``); two scores are ranked against each other only over the same rows (``not_comparable``).
@@ -20,11 +26,12 @@ Rendering is in milabox.reporting.formats, energy in milabox.reporting.energy.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from milabox.errors import ConfigError
-from milabox.reporting.energy import BenchmarkEnergy, benchmark_energy, energy_reader
+from milabox.reporting.attempt_energy import idle_power
+from milabox.reporting.batches import Replicate, batched, device_rates, multiplier, replicates, spread
+from milabox.reporting.energy import BenchmarkEnergy, benchmark_energy
 from milabox.reporting.formats import COLUMNS
 from milabox.rundir.model import AttemptResult, Run
 from milabox.stats import Stats, describe, weighted_geomean
@@ -47,21 +54,25 @@ class BenchmarkSummary:
     name: str
     n: int  # attempts
     fail: int  # attempts whose status is not "ok"
-    perf: float | None  # mean summary rate of successful attempts (per device)
+    perf: float | None  # mean rate of the successful replicates (batches: the node's; attempts: per device)
     unit: str | None
     sem_pct: float | None  # standard error of the mean of attempt rates, % of perf; None below 2 attempts
     std_pct: float | None  # sample standard deviation of attempt rates, % of perf; None below 2 attempts
     peak_memory_mb: float | None
     weight: float | None  # None only for a benchmark in a manifest that has no readable attempt
-    score: float  # perf x D x (1 - fail/n); 0 when perf is None
+    score: float  # perf x M x successful/replicates (``benchmark_score``); 0 when perf is None
     plan: str | None = None
     devices: int = 0  # D: distinct devices when plan is per_device, else 1 (0 when no attempt)
-    stats: Stats | None = None  # over the successful attempts' rates (source "attempts")
+    stats: Stats | None = None  # over the successful replicates' rates (source "attempts" or "batches")
     energy: BenchmarkEnergy | None = None
     ratio: float | None = None  # score / (baseline perf x baseline D); only with a baseline
     baseline_perf: float | None = None
     jitter_pct: float | None = None  # mean over attempts of the std of its step rates, % of their mean
     warnings: list[str] = field(default_factory=list)  # corrupt lines, late events, mixed units or weights
+    multiplier: int = 1  # M: D for per_device attempts that did not run together, else 1
+    device_rates: dict[str, float] = field(default_factory=dict)  # device -> mean rate of its successful attempts
+    node_rate: float | None = None  # perf x M: the node's rate
+    spread: float | None = None  # slowest device's rate / the median device's (1.0: uniform); None below 2
 
     def row(self) -> dict[str, object]:
         """The ``COLUMNS`` fields as a dict."""
@@ -73,7 +84,8 @@ class BenchmarkSummary:
                 "stats": self.stats.to_dict() if self.stats else None,
                 "energy": self.energy.to_dict() if self.energy else None,
                 "ratio": self.ratio, "baseline_perf": self.baseline_perf, "jitter_pct": self.jitter_pct,
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "device_rates": dict(self.device_rates),
+                "node_rate": self.node_rate, "spread": self.spread}
 
     def csv_row(self) -> list[object]:
         """Values in ``CSV_COLUMNS`` order (None for unknown)."""
@@ -81,7 +93,8 @@ class BenchmarkSummary:
         extra = [s.median if s else None, s.ci_low if s else None, s.ci_high if s else None,
                  s.source if s else None, s.n if s else None,
                  e.energy_kj if e else None, e.mean_power_w if e else None, e.items_per_j if e else None, self.ratio,
-                 self.jitter_pct, "; ".join(self.warnings) or None]
+                 self.jitter_pct, "; ".join(self.warnings) or None, self.devices, self.spread, self.node_rate,
+                 e.net_energy_kj if e else None]
         return [*self.row().values(), *extra]
 
 
@@ -113,6 +126,7 @@ class Summary:
     rows: list[str] = field(default_factory=list)  # the weighted rows the score is over (its coverage)
     excluded: dict[str, str] = field(default_factory=dict)  # benchmark -> why the vendor excluded it
     sizes: list[str] = field(default_factory=list)  # the manifests' sizes
+    idle_power_w: dict[str, float] = field(default_factory=dict)  # device -> idle watts (idle.jsonl; mean over runs)
 
     @property
     def zeroed_by(self) -> list[str]:
@@ -127,15 +141,17 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
     Per benchmark:
 
     - ``n`` attempts, ``fail`` those whose status is not ``ok`` (an unreadable record.json is one);
-    - ``perf``: mean summary rate of the successful attempts (None if none);
-    - ``stats`` (mean = perf, median, std, sem, 95 % Student-t interval) over those attempt rates, and
-      ``std_pct``/``sem_pct`` from it; spread and interval None with one attempt;
+    - ``perf``: mean rate of the successful replicates (batches or attempts, see the module docstring);
+    - ``stats`` (mean = perf, median, std, sem, 95 % Student-t interval) over those replicate rates, and
+      ``std_pct``/``sem_pct`` from it; spread and interval None with one replicate;
+    - ``device_rates`` (each device's mean rate), ``node_rate`` (perf x M) and ``spread`` (slowest / median);
     - ``jitter_pct``: the mean within-attempt std % of the step rates (None without 2 steps anywhere);
     - ``peak_memory_mb``: max ``memory`` peak over all attempts;
-    - ``score`` = perf x D x (1 - fail/n), D = distinct devices if plan is ``per_device`` else 1;
-    - ``energy`` where the attempts have telemetry (see ``BenchmarkEnergy``);
+    - ``score`` = ``benchmark_score``: perf x M x successful replicates / replicates;
+    - ``energy`` where the attempts have telemetry, per replicate on its own devices (``BenchmarkEnergy``),
+      with the energy above idle where the run folder has ``idle.jsonl``;
     - ``warnings``: corrupt event lines, events after the summary, attempts that disagree on unit or weight;
-    - with a baseline: ``ratio`` = score / (baseline perf x baseline D).
+    - with a baseline: ``ratio`` = score / the baseline's ``node_rate``.
 
     The suite score is exp(sum w ln s / sum w) over the rows with weight > 0 (or unknown: listed in a
     manifest but never readably attempted), and 0 when one of them scores 0; those rows are ``incomplete``
@@ -176,12 +192,12 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
     if baseline is not None:
         order += [b.name for b in baseline.benchmarks if b.name not in by_name]
 
-    energy_of = energy_reader()
+    idle = idle_power([run.path for run in runs])
     rows: list[BenchmarkSummary] = []
     failures: list[Failure] = []
     for name in order:
         pairs = by_name.get(name, [])
-        row = _summarize_benchmark(name, [a for _, a in pairs], energy_of)
+        row = _summarize_benchmark(name, [a for _, a in pairs], idle)
         rows.append(row)
         for run, attempt in pairs:
             label = f"{run.path.name}/{attempt.name}" if several else attempt.name
@@ -194,7 +210,7 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
         excluded.update({k: v for k, v in run.manifest.excluded.items() if k not in by_name})
     reasons = {row.name: _why_no_score(row) for row in rows if _weighted(row) and row.score <= 0}
     weighted = [row for row in rows if _weighted(row)]
-    score = 0.0 if reasons else weighted_geomean((row.score, row.weight or 0.0) for row in weighted)
+    score = suite_of([(row.score, row.weight or 0.0) for row in weighted])
     attempts = sum(r.n for r in rows)
     failed = sum(r.fail for r in rows)
     return Summary(
@@ -211,6 +227,7 @@ def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseli
         rows=[row.name for row in weighted],
         excluded=excluded,
         sizes=sorted({r.manifest.size for r in runs if r.manifest.size}),
+        idle_power_w=idle,
     )
 
 
@@ -231,41 +248,6 @@ def not_comparable(a: Summary, b: Summary) -> str | None:
     parts = [f"only in {s.runs[0] if len(s.runs) == 1 else ', '.join(s.runs)}: {', '.join(names)}"
              for s, names in ((a, only_a), (b, only_b)) if names]
     return f"different rows ({'; '.join(parts)})"
-
-
-def setup_difference(runs: Sequence[Run]) -> tuple[str, Run, Run] | None:
-    """The first setup field (``Run.setup``: vendor, host, size, images, overrides) on which runs differ.
-
-    Args:
-        runs: the loaded runs.
-
-    Returns:
-        (field, the first run, the first run that differs from it on that field), or None when all match.
-    """
-    for run in runs[1:]:
-        for key, value in runs[0].setup.items():
-            if run.setup[key] != value:
-                return key, runs[0], run
-    return None
-
-
-def check_poolable(runs: Sequence[Run]) -> None:
-    """Refuse to pool runs of different setups: their attempts are not repeats of one measurement.
-
-    Args:
-        runs: the runs to pool.
-
-    Returns:
-        None.
-
-    Raises:
-        ConfigError: two runs differ in a setup field (the message names the field, both values and runs).
-    """
-    diff = setup_difference(runs)
-    if diff is not None:
-        key, a, b = diff
-        raise ConfigError(f"cannot pool {a.path} and {b.path}: their '{key}' differs ({a.setup[key]!r} vs "
-                          f"{b.setup[key]!r}); pool only repeats of one setup, or drop --pool to see them side by side")
 
 
 def _weighted(row: BenchmarkSummary) -> bool:
@@ -291,9 +273,9 @@ def _against(rows: list[BenchmarkSummary], baseline: Summary, label: str) -> Bas
         ref = base.get(row.name)
         if row.weight is None and ref is not None:
             row.weight = ref.weight  # a benchmark that only the baseline ran keeps its weight
-        if ref is not None and ref.perf is not None:
+        if ref is not None and ref.node_rate is not None:
             row.baseline_perf = ref.perf
-            row.ratio = row.score / (ref.perf * max(ref.devices, 1))
+            row.ratio = row.score / ref.node_rate
         if not _weighted(row):
             continue
         if row.ratio is not None and row.ratio > 0:
@@ -316,8 +298,36 @@ def _jitter(attempts: list[AttemptResult]) -> float | None:
     return statistics.fmean(spreads) if spreads else None
 
 
-def _summarize_benchmark(name: str, attempts: list[AttemptResult],
-                         energy_of: Callable[..., object] | None) -> BenchmarkSummary:
+def benchmark_score(reps: Sequence[Replicate], multiplier: int = 1) -> tuple[float | None, float]:
+    """A benchmark's perf and score from its replicates: the one rule the report and compare share.
+
+    Args:
+        reps: the replicates (``milabox.reporting.batches.replicates``).
+        multiplier: M (see the module docstring): D for per_device attempts that did not run together, else 1.
+
+    Returns:
+        (perf: the mean rate of the successful replicates, None without one;
+        score: perf x M x successful replicates / replicates, 0 when perf is None).
+    """
+    rates = [r.rate for r in reps if r.ok and r.rate is not None]
+    perf = statistics.fmean(rates) if rates else None
+    ok = sum(1 for r in reps if r.ok)
+    return perf, perf * multiplier * ok / len(reps) if perf is not None else 0.0
+
+
+def suite_of(scores: Sequence[tuple[float, float]]) -> float | None:
+    """The suite score of weighted rows' (score, weight): 0 when one scores 0, else their weighted geometric mean.
+
+    Args:
+        scores: (score, weight > 0) of each weighted row.
+
+    Returns:
+        The score, or None without a row.
+    """
+    return 0.0 if any(x <= 0 for x, _ in scores) else weighted_geomean(scores)
+
+
+def _summarize_benchmark(name: str, attempts: list[AttemptResult], idle: dict[str, float]) -> BenchmarkSummary:
     readable = [a.record for a in attempts if a.error is None]
     if not readable:  # no attempt, or only unreadable records: weight and unit unknown
         return BenchmarkSummary(name, len(attempts), len(attempts), None, None, None, None, None, None, 0.0,
@@ -326,16 +336,20 @@ def _summarize_benchmark(name: str, attempts: list[AttemptResult],
     n = len(attempts)
     fail = sum(1 for a in attempts if not a.record.ok)
     ok = [a for a in attempts if a.record.ok and a.rate is not None]
-    rates = [a.rate for a in ok]
-    perf = statistics.fmean(rates) if rates else None
-    stats = describe(rates, "attempts")
+    reps = replicates(attempts)
+    m = multiplier(attempts)
+    perf, score = benchmark_score(reps, m)
+    stats = describe([r.rate for r in reps if r.ok and r.rate is not None],
+                     "batches" if batched(attempts) else "attempts")
     warnings = [f"attempts disagree on {what} ({', '.join(sorted(values))}); shown: {getattr(first, what)!r}"
                 for what, values in (("unit", {r.unit for r in readable}),
                                      ("weight", {f"{r.weight:g}" for r in readable})) if len(values) > 1]
+    if partial := sum(1 for r in reps if 0 < r.failed < r.attempts):
+        warnings.append(f"{partial} batch(es) partly failed: their failed devices count 0 in the node's rate")
 
     peaks = [p for p in (a.peak_memory_mb for a in attempts) if p is not None]
     devices = len({a.record.device for a in attempts}) if first.plan == "per_device" else 1
-    score = perf * devices * (1 - fail / n) if perf is not None else 0.0
+    rates = device_rates(attempts)
     return BenchmarkSummary(
         name=name,
         n=n,
@@ -350,7 +364,12 @@ def _summarize_benchmark(name: str, attempts: list[AttemptResult],
         plan=first.plan,
         devices=devices,
         stats=stats,
-        energy=benchmark_energy(ok, perf, energy_of) if energy_of else None,
+        energy=benchmark_energy([r.measured for r in reps if r.measured], perf, idle),
         jitter_pct=_jitter(ok),
         warnings=warnings,
+        multiplier=m,
+        device_rates=rates,
+        node_rate=perf * m if perf is not None else None,
+        spread=spread(rates),
     )
+

@@ -216,9 +216,11 @@ class AttemptResult:
 
     @property
     def environment(self) -> dict[str, str]:
-        """The container's environment, from the record's ``container_request`` ({} when not recorded)."""
+        """The attempt's environment: its ``container_request``'s, a native one's ``process_request["env"]`` ({})."""
         request = self.record.raw.get("container_request")
         env = request.get("environment") if isinstance(request, dict) else None
+        if env is None and isinstance(process := self.record.raw.get("process_request"), dict):
+            env = process.get("env")
         return {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {}
 
     @property

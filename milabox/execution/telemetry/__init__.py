@@ -7,6 +7,7 @@ A backend whose library or device is missing gives one warning and no series; th
 Typical use (what :func:`milabox.run.run` does)::
 
     telemetry = Telemetry.open("nvml", devices=("0", "1"))   # once per run
+    telemetry.sample_idle(run_dir / IDLE_NAME)               # the idle baseline, before the first attempt
     with telemetry.sampler(attempt_folder / TELEMETRY_NAME, interval_s=1.0, devices=("0",)):
         ...                                                  # the container runs
     telemetry.close()
@@ -14,6 +15,7 @@ Typical use (what :func:`milabox.run.run` does)::
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +28,9 @@ __all__ = ["BACKENDS", "FIELDS", "Backend", "Sampler", "Telemetry", "TelemetryWa
 
 #: Backend names a vendor file may use.
 BACKENDS = ("nvml", "amdsmi", "xpu-smi", "psutil")
+
+#: How long ``Telemetry.sample_idle`` samples the idle devices before the first attempt, in seconds.
+IDLE_SECONDS = 5.0
 
 
 def _warn(message: str) -> None:
@@ -106,6 +111,26 @@ class Telemetry:
         """
         return Sampler(self.backends if interval_s > 0 else [], path, interval_s if interval_s > 0 else 1.0,
                        devices, self.warn)
+
+    def sample_idle(self, path: Path, seconds: float = IDLE_SECONDS, interval_s: float = 1.0) -> bool:
+        """Sample every device of the run while nothing runs, for the report's idle power and energy above idle.
+
+        Call it once, before the first attempt. A resumed run keeps the baseline it has.
+
+        Args:
+            path: the run's ``idle.jsonl`` (milabox.rundir.layout.IDLE_NAME).
+            seconds: how long to sample (default ``IDLE_SECONDS``); 0 or less: nothing is sampled.
+            interval_s: seconds between samples (default 1.0: the attempts' default); 0 or less: nothing is
+                sampled (telemetry is off). One sample is also taken at the start and one at the end.
+
+        Returns:
+            Whether it sampled (False: telemetry off, no backend, or the file already exists).
+        """
+        if seconds <= 0 or interval_s <= 0 or not self.backends or path.exists():
+            return False
+        with Sampler(self.backends, path, min(interval_s, seconds), None, self.warn):
+            time.sleep(seconds)
+        return True
 
     def describe(self) -> dict[str, Any]:
         """Static facts of every backend, for provenance: ``{backend name: facts}``."""

@@ -317,14 +317,14 @@ def test_table_and_markdown_render(mixed_summary):
 def test_json_has_the_core_keys_first(mixed_summary):
     # Format 2 (docs/report-schema.md): the core keys, in this order, then plan, devices, stats, energy, ratio.
     doc = json.loads(format_report(mixed_summary, "json"))
-    assert doc["format"] == 3
+    assert doc["format"] == 4
     assert {"benchmarks", "score", "failure_rate", "incomplete", "format"} <= set(doc)
     assert doc["incomplete"] == ["broken"]
     assert doc["failure_rate"] == pytest.approx(0.25)
     for obj in doc["benchmarks"]:
         assert list(obj)[: len(COLUMNS)] == list(COLUMNS)
         assert list(obj)[len(COLUMNS):] == ["plan", "devices", "stats", "energy", "ratio", "baseline_perf",
-                                            "jitter_pct", "warnings"]
+                                            "jitter_pct", "warnings", "device_rates", "node_rate", "spread"]
         assert set(list(obj)[: len(COLUMNS)]) == {
             "name",
             "n",

@@ -13,7 +13,8 @@ from runfolders import write_attempt, write_manifest
 from milabox.cli.main import cli
 from milabox.errors import ConfigError
 from milabox.reporting.formats import SMOKE_NOTE, format_report
-from milabox.reporting.summary import check_poolable, not_comparable, summarize
+from milabox.reporting.side_by_side import check_poolable
+from milabox.reporting.summary import not_comparable, summarize
 from milabox.rundir.read import load_run
 
 
