@@ -43,14 +43,7 @@ class DockerContainer:
         self._log_thread: threading.Thread | None = None
 
     def start(self, log: IO[bytes] | None = None) -> None:
-        """Start the container; with ``log``, copy its output there as it comes (a thread blocked on the stream).
-
-        Args:
-            log: a binary file for the container's stdout and stderr, or None.
-
-        Raises:
-            EngineError: the engine refused to start it (e.g. a device or driver is missing).
-        """
+        """See :meth:`milabox.engine.Container.start` (the contract documents it)."""
         try:
             self._handle.start()
         except docker.errors.APIError as e:
@@ -61,19 +54,7 @@ class DockerContainer:
             self._log_thread.start()
 
     def wait(self, timeout: float | None) -> Exit:
-        """Block (no polling) until the container exits or ``timeout`` seconds pass; kill it at the timeout.
-
-        A KeyboardInterrupt while waiting becomes :meth:`stop`.
-
-        Args:
-            timeout: seconds to wait; None: as long as it runs.
-
-        Returns:
-            How it ended (a read timeout of the wait, with the engine still answering, is the timeout).
-
-        Raises:
-            EngineLost: the engine stopped answering during the wait (or stopped the container, then went).
-        """
+        """See :meth:`milabox.engine.Container.wait` (the contract documents it)."""
         try:
             result = self._handle.wait(timeout=timeout)
             code, timed_out = int(result.get("StatusCode", -1)), False
@@ -90,17 +71,7 @@ class DockerContainer:
         return self._ended(code, timed_out=timed_out)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> Exit:
-        """Stop the container because the user asked to: SIGTERM, then SIGKILL after ``grace_s`` seconds.
-
-        Args:
-            grace_s: seconds between SIGTERM and SIGKILL.
-
-        Returns:
-            How it ended (``interrupted``), whatever its process does with SIGTERM.
-
-        Raises:
-            Nothing: a container already gone counts as stopped.
-        """
+        """See :meth:`milabox.engine.Container.stop` (the contract documents it)."""
         self._quietly(lambda: self._handle.stop(timeout=grace_s))
         return self._ended(None, interrupted=True)
 
@@ -113,14 +84,7 @@ class DockerContainer:
         return Exit(code=code, timed_out=timed_out, oom_killed=bool(state.get("OOMKilled")), interrupted=interrupted)
 
     def inspect(self) -> dict[str, Any]:
-        """The engine's full description of the container (``docker inspect``).
-
-        Returns:
-            The description.
-
-        Raises:
-            docker.errors.NotFound: the container is gone (or another docker-py error).
-        """
+        """See :meth:`milabox.engine.Container.inspect` (the contract documents it)."""
         self._handle.reload()
         return self._handle.attrs
 
@@ -205,28 +169,11 @@ class DockerEngine(DockerTransfers):
             self.client.api.remove_container(container_id, force=True)
 
     def version(self) -> dict[str, Any]:
-        """The engine's version report.
-
-        Returns:
-            ``Version``, ``ApiVersion``, ``Os``, ``Arch``, ``KernelVersion``...
-
-        Raises:
-            docker.errors.APIError or requests' errors: the engine stopped answering.
-        """
+        """See :meth:`milabox.engine.Engine.version` (the contract documents it)."""
         return self.client.version()
 
     def image(self, ref: str) -> ImageInfo | None:
-        """Describe a local image.
-
-        Args:
-            ref: tag, id or digest reference.
-
-        Returns:
-            The image, or None when it is not present.
-
-        Raises:
-            EngineError: the engine refused to inspect it.
-        """
+        """See :meth:`milabox.engine.Engine.image` (the contract documents it)."""
         try:
             img = self.client.images.get(ref)
         except docker.errors.ImageNotFound:
@@ -237,14 +184,7 @@ class DockerEngine(DockerTransfers):
                          labels=dict(img.labels or {}), size=int(img.attrs.get("Size") or 0))
 
     def pull(self, ref: str) -> bool:
-        """Try to pull an image.
-
-        Args:
-            ref: the image reference.
-
-        Returns:
-            Whether it worked (an offline machine simply returns False).
-        """
+        """See :meth:`milabox.engine.Engine.pull` (the contract documents it)."""
         try:
             self.client.images.pull(ref)
             return True
@@ -252,32 +192,11 @@ class DockerEngine(DockerTransfers):
             return False
 
     def tag(self, ref: str, repository: str, tag: str) -> None:
-        """Give a local image another name.
-
-        Args:
-            ref: the image.
-            repository: the new name's repository.
-            tag: the new name's tag.
-
-        Raises:
-            docker.errors.ImageNotFound: the image is missing.
-        """
+        """See :meth:`milabox.engine.Engine.tag` (the contract documents it)."""
         self.client.images.get(ref).tag(repository, tag)
 
     def import_rootfs(self, stream: IO[bytes], repository: str, tag: str) -> str:
-        """Import a root filesystem tar stream as an image (``docker import``).
-
-        Args:
-            stream: the tar archive.
-            repository: the image's repository.
-            tag: the image's tag.
-
-        Returns:
-            The image id.
-
-        Raises:
-            EngineError: the engine refused the archive.
-        """
+        """See :meth:`milabox.engine.Engine.import_rootfs` (the contract documents it)."""
         try:
             out = self.client.api.import_image_from_stream(stream, repository=repository, tag=tag)
         except docker.errors.APIError as e:
@@ -290,23 +209,7 @@ class DockerEngine(DockerTransfers):
     def build(self, context: Path, tag: str, *, labels: dict[str, str], network_mode: str,
               on_line: Callable[[str], None], on_step: Callable[[int, int, str], None],
               no_cache: bool = False) -> str:
-        """Build ``context/Dockerfile`` into ``tag``, streaming the log.
-
-        Args:
-            context: the build context folder.
-            tag: the image tag.
-            labels: labels set on the image (outside the Dockerfile, so they do not break layer caching).
-            network_mode: networking of RUN steps (``host`` where the build downloads through the host).
-            on_line: called with every log line.
-            on_step: called with (step, steps, instruction) as each Dockerfile step starts.
-            no_cache: build every layer again.
-
-        Returns:
-            The image id.
-
-        Raises:
-            BuildError: a step failed (message: the step number and instruction, and the engine's error).
-        """
+        """See :meth:`milabox.engine.Engine.build` (the contract documents it)."""
         step, steps, instruction, image_id = 0, 0, "", ""
         try:
             for chunk in self.client.api.build(path=str(context), tag=tag, labels=labels, rm=True, forcerm=True,
@@ -334,17 +237,7 @@ class DockerEngine(DockerTransfers):
         return image_id
 
     def container(self, request: ContainerRequest) -> DockerContainer:
-        """Create (not start) a container from a request.
-
-        Args:
-            request: everything about the container.
-
-        Returns:
-            The container (use it as a context manager).
-
-        Raises:
-            EngineError: the engine refused the request (message says why).
-        """
+        """See :meth:`milabox.engine.Engine.container` (the contract documents it)."""
         try:
             handle = self.client.containers.create(request.image, **request.docker_kwargs())
         except requests.exceptions.ConnectionError:
@@ -356,36 +249,17 @@ class DockerEngine(DockerTransfers):
         return DockerContainer(self, handle)
 
     def disk_usage(self) -> list[dict[str, Any]]:
-        """Every local image with its tags, total size and the part shared with other images (``docker system df -v``).
-
-        Returns:
-            One dict an image: ``id``, ``tags``, ``size``, ``shared_size`` (bytes; ``shared_size`` is -1 where the
-            engine did not compute it).
-        """
+        """See :meth:`milabox.engine.Engine.disk_usage` (the contract documents it)."""
         return [{"id": img["Id"], "tags": img.get("RepoTags") or [], "size": int(img.get("Size") or 0),
                  "shared_size": int(img.get("SharedSize") if img.get("SharedSize") is not None else -1)}
                 for img in self.client.df().get("Images") or []]
 
     def containers(self, label: str = CONTAINER_LABEL) -> list[str]:
-        """Ids of all containers (running or not) carrying a label.
-
-        Args:
-            label: a label key, or ``key=value``.
-
-        Returns:
-            The ids.
-        """
+        """See :meth:`milabox.engine.Engine.containers` (the contract documents it)."""
         return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
 
     def remove_image(self, ref: str) -> None:
-        """Remove a local image if present.
-
-        Args:
-            ref: the image.
-
-        Raises:
-            docker.errors.APIError: the engine refused (e.g. a container uses it).
-        """
+        """See :meth:`milabox.engine.Engine.remove_image` (the contract documents it)."""
         try:
             self.client.images.remove(ref, force=True)
         except docker.errors.ImageNotFound:

@@ -48,19 +48,7 @@ class DockerTransfers:
     client: docker.DockerClient
 
     def read_image_files(self, ref: str, paths: list[str], max_bytes: int = 16 * 2**20) -> dict[str, bytes | None]:
-        """Read files out of an image without running it: create a container (never started), copy, remove it.
-
-        Args:
-            ref: image tag or id.
-            paths: absolute paths inside the image.
-            max_bytes: a larger file reads as None rather than being copied.
-
-        Returns:
-            path -> content; None for a path the image lacks (or that is not a regular file, or is too large).
-
-        Raises:
-            EngineError: the image is missing or the engine refused to create the container.
-        """
+        """See :meth:`milabox.engine.Engine.read_image_files` (the contract documents it)."""
         try:
             handle = self.client.containers.create(ref, command=["true"], network_mode="none",
                                                    labels={CONTAINER_LABEL: "read-image-files"})
@@ -96,18 +84,7 @@ class DockerTransfers:
             return extracted.read() if extracted else None
 
     def save_images(self, refs: Sequence[str], chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """Stream ``docker save`` of several images as one tar: the layers they share are in it once.
-
-        Args:
-            refs: image tags (kept in the archive, so a load restores them).
-            chunk_size: bytes per chunk.
-
-        Yields:
-            The archive, chunk by chunk (nothing is held in memory).
-
-        Raises:
-            EngineError: an image is missing, or the engine failed during the export.
-        """
+        """See :meth:`milabox.engine.Engine.save_images` (the contract documents it)."""
         api = self.client.api
         try:
             # docker-py wraps only the one-image export; the engine's /images/get takes several names.
@@ -120,17 +97,7 @@ class DockerTransfers:
             raise EngineError(f"the engine stopped while saving {', '.join(refs)}: {e}") from None
 
     def load_images(self, chunks: Iterable[bytes]) -> list[str]:
-        """``docker load`` a saved archive from a stream (sent as it is read, never held in memory).
-
-        Args:
-            chunks: the archive ``save_images`` made.
-
-        Returns:
-            What the engine says it loaded: tags, or ``sha256:...`` ids of untagged images.
-
-        Raises:
-            EngineError: the engine refused the archive (the message is its own).
-        """
+        """See :meth:`milabox.engine.Engine.load_images` (the contract documents it)."""
         api = self.client.api
         loaded: list[str] = []
         try:
@@ -153,31 +120,12 @@ class DockerTransfers:
 
     def push_image(self, repository: str, tag: str,
                    on_progress: Callable[[int, int], None] = lambda done, total: None) -> str:
-        """Push ``repository:tag`` to its registry (no credentials: a local or open registry).
-
-        Args:
-            repository: e.g. ``127.0.0.1:5000/team/matmul``.
-            tag: e.g. ``cpu-0.1.0``.
-            on_progress: called with (bytes done, bytes known so far) summed over layers.
-
-        Returns:
-            The manifest digest the registry stored, ``sha256:...``.
-
-        Raises:
-            EngineError: the registry or engine refused the push (the message is theirs).
-        """
+        """See :meth:`milabox.engine.Engine.push_image` (the contract documents it)."""
         return self._registry_stream("push", repository, tag, on_progress)
 
     def pull_image(self, repository: str, tag: str,
                    on_progress: Callable[[int, int], None] = lambda done, total: None) -> str:
-        """Pull ``repository:tag`` (no credentials); unlike :meth:`pull`, a failure says why.
-
-        Returns:
-            The manifest digest, ``sha256:...``.
-
-        Raises:
-            EngineError: the registry or engine refused the pull (the message is theirs).
-        """
+        """See :meth:`milabox.engine.Engine.pull_image` (the contract documents it)."""
         return self._registry_stream("pull", repository, tag, on_progress)
 
     def _registry_stream(self, action: str, repository: str, tag: str,
