@@ -16,16 +16,17 @@ RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
 help:
 	@sed -n '1,4p' Makefile
 
-# The host venv, installed with uv where it is (seconds), else with pip. uv reads none of pip's settings, so pip's
-# configuration (index, find-links, cert, constraint) is handed to it as uv's environment variables.
-UV := $(shell command -v uv 2>/dev/null || ls $(CURDIR)/$(BIN)/uv 2>/dev/null)
+# The host venv, installed with uv (seconds; bootstrapped into the venv with pip where the host has none), else
+# with pip. uv reads none of pip's settings, so pip's configuration (index, find-links, cert, constraint) is handed
+# to it as uv's environment variables.
 UV_ENV = $(shell PYTHONPATH=. $(PYTHON) -c 'from milabox.images.sources import uv_environment as u; print(u())' 2>/dev/null)
 CORE := $(VENV)/.milabox-core
 $(CORE): pyproject.toml
 	@[ ! -f $(PHASES) ] || date +%s.%N > .milabox/venv-start
-	@if [ -n "$(UV)" ] && $(UV_ENV) $(UV) venv --quiet --allow-existing --seed $(VENV) \
-	  && $(UV_ENV) $(UV) pip install --quiet --python $(BIN)/python -e '.[test]'; then echo "venv: installed with uv"; \
-	else $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[test]'; fi
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@uv=$$(command -v uv || echo $(BIN)/uv); { [ -x "$$uv" ] || $(BIN)/pip install --quiet uv; } \
+	  && $(UV_ENV) $$uv pip install --quiet --python $(BIN)/python -e '.[test]' && echo "venv: installed with uv" \
+	  || { $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[test]'; }
 	@[ ! -f $(PHASES) ] || echo "venv $$(cat .milabox/venv-start) $$(date +%s.%N)" >> $(PHASES)
 	@touch $@
 
@@ -33,7 +34,7 @@ $(CORE): pyproject.toml
 $(BIN)/activate: $(CORE)
 	@# Torch on the host only for the runtime's torch unit tests and native comparisons: the CPU wheel
 	@# from pip's find-links where there is one (never the multi-GB CUDA build from PyPI).
-	@{ [ -n "$(UV)" ] && $(UV_ENV) $(UV) pip install --quiet --python $(BIN)/python 'torch==$(HOST_TORCH)' 2>/dev/null; } \
+	@{ [ -x $(BIN)/uv ] && $(UV_ENV) $(BIN)/uv pip install --quiet --python $(BIN)/python 'torch==$(HOST_TORCH)' 2>/dev/null; } \
 	  || $(BIN)/pip install --quiet 'torch==$(HOST_TORCH)' 2>/dev/null \
 	  || echo "no $(HOST_TORCH) wheel in pip's find-links: torch-based unit tests will be skipped"
 	@touch $@
@@ -138,6 +139,13 @@ perf: images
 # The same matmul run twice (`difference: X %`) and how often a planted slow phase is flagged (scripts/stability.py).
 stability: images
 	$(BIN)/python scripts/stability.py
+
+# Every fault for real on the engine, one row each: kill -9, engine restart + --resume, SIGINT, OOM, hang, corrupt
+# result line, bad benchmark.toml, unknown vendor, flipped bundle byte, cut results pack (scripts/faults.py).
+# The engine restart stops every container on the engine: FAULTS_ARGS=--skip-engine-restart on a shared machine.
+.PHONY: faults
+faults: base
+	$(BIN)/python scripts/faults.py $(FAULTS_ARGS)
 
 # The README's benchmark table, regenerated from the definitions (a test checks it is current).
 readme: venv

@@ -99,10 +99,12 @@ def milabox_run(name: str, runtime: str, folder: Path, threads: int, settings: t
            "--min-seconds", f"{min_seconds:g}", "--run-dir", str(folder), "--env", f"OMP_NUM_THREADS={threads}",
            *(arg for s in settings for arg in ("--set", s))]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=PROJECT, timeout=1200)
-    if proc.returncode != 0 or not folder.exists():
+    attempts = load_run(folder).attempts if folder.exists() else []
+    if proc.returncode != 0 or len(attempts) != 1:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"milabox run {name} --runtime {runtime} failed (exit {proc.returncode}): {tail[0]}")
-    (attempt,) = load_run(folder).attempts
+        cause = attempts[0].record.cause if len(attempts) == 1 else None
+        raise RuntimeError(f"milabox run {name} --runtime {runtime} failed (exit {proc.returncode}): {cause or tail[0]}")
+    (attempt,) = attempts
     seconds = attempt.summary.data.get("seconds", 0) if attempt.summary else 0
     if not attempt.record.ok or attempt.rate is None or seconds < min_seconds:
         raise RuntimeError(f"{runtime} {name}: no rate over {min_seconds:g} s ({attempt.record.cause or seconds})")

@@ -4,9 +4,9 @@
 1. The same ``milabox run matmul-fp32 --set n=1024 --min-seconds 10 --repeat 3`` twice, one after the other: the
    difference of the two runs' perf (the report's figure, mean of their attempts) as ``difference: X %``
    (goal <= 2 % on a quiet machine).
-2. Slow-phase detection: a few single attempts of the same command in which a slow phase is planted (one busy
-   process a CPU core, started a few seconds into the measured steps and stopped a few seconds later), against
-   the attempts of (1), where none was planted: how many records carry ``unstable`` (written by
+2. Slow-phase detection: a few single attempts of the same command (one matmul a step) in which a slow phase is
+   planted (one busy process a CPU core, started a few seconds into the measured steps and stopped a few seconds
+   later), interleaved with as many left alone: how many records carry ``unstable`` (written by
    milabox.execution.attempt when milabox.stats.slow_phase finds a phase in the step rates), as
    "slow phase flagged in K of N planted runs, in J of M clean runs".
 
@@ -40,6 +40,9 @@ COMMAND = ("matmul-fp32", "--vendor", "cpu", "--set", "n=1024", "--min-seconds",
 #: inside the 10 s measured, and long enough for many more slow steps than milabox.stats.SLOW_MIN_STEPS.
 HOG_AFTER_S = 3.0
 HOG_FOR_S = 3.0
+#: Slow-phase attempts time one matmul a step: four times the steps of (1)'s, so that even on a busy machine the
+#: planted phase holds many more slow steps than milabox.stats.SLOW_MIN_STEPS. Clean attempts use the same.
+PHASE_SETTINGS = ("--set", "repeat_per_step=1")
 #: A process that keeps one core busy.
 HOG = (sys.executable, "-c", "while True: pass")
 
@@ -49,7 +52,7 @@ def milabox_run(folder: Path, *extra: str) -> subprocess.Popen:
 
     Args:
         folder: the new run folder.
-        *extra: more options (``--repeat 3``).
+        *extra: more options (``--repeat 3``, :data:`PHASE_SETTINGS`).
 
     Returns:
         The running command (its output goes to a log file in ``folder``'s parent).
@@ -73,10 +76,12 @@ def finished(proc: subprocess.Popen, folder: Path) -> list:
         RuntimeError: the command failed.
     """
     code = proc.wait()
-    if code != 0 or not folder.exists():
+    attempts = load_run(folder).attempts if folder.exists() else []
+    causes = [f"{a.name}: {a.record.cause}" for a in attempts if not a.record.ok]
+    if code != 0 or not attempts:
         tail = (folder.parent / f"{folder.name}.log").read_text().strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"milabox run {' '.join(COMMAND)} failed (exit {code}): {tail[0]}")
-    return load_run(folder).attempts
+        raise RuntimeError(f"milabox run {' '.join(COMMAND)} failed (exit {code}): {'; '.join(causes) or tail[0]}")
+    return attempts
 
 
 def _is_rate(line: str) -> bool:
@@ -94,11 +99,12 @@ def _measuring(folder: Path) -> bool:
     return False
 
 
-def planted_run(folder: Path) -> bool:
-    """One attempt with a slow phase planted in its measured steps.
+def planted_run(folder: Path, plant: bool = True) -> bool:
+    """One attempt (:data:`PHASE_SETTINGS`) with a slow phase planted in its measured steps, or a clean one.
 
     Args:
         folder: the new run folder.
+        plant: start the busy processes (default true); false: the same attempt, left alone.
 
     Returns:
         Whether the attempt's record says ``unstable``.
@@ -106,14 +112,14 @@ def planted_run(folder: Path) -> bool:
     Raises:
         RuntimeError: the command failed, or it ended before its measured steps began.
     """
-    proc = milabox_run(folder)
+    proc = milabox_run(folder, *PHASE_SETTINGS)
     try:
         while not _measuring(folder):
             if proc.poll() is not None:
                 raise RuntimeError(f"milabox run ended before its measured steps began (exit {proc.returncode})")
             time.sleep(0.2)
         time.sleep(HOG_AFTER_S)
-        hogs = [subprocess.Popen(HOG) for _ in range(os.cpu_count() or 1)]
+        hogs = [subprocess.Popen(HOG) for _ in range(os.cpu_count() or 1)] if plant else []
         try:
             time.sleep(HOG_FOR_S)
         finally:
@@ -134,29 +140,34 @@ def planted_run(folder: Path) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--planted", type=int, default=3, help="attempts with a planted slow phase (default 3)")
+    parser.add_argument("--clean", type=int, default=3, help="the same attempts with none planted (default 3)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="milabox-stability-"))
     try:
         print(f"milabox stability: {os.cpu_count()} CPU cores; milabox run {' '.join(COMMAND)} --repeat 3, twice")
-        perfs, clean = [], []
+        perfs = []
         for i in range(2):
             folder = work / f"same-{i}"
-            attempts = finished(milabox_run(folder, "--repeat", "3"), folder)
+            finished(milabox_run(folder, "--repeat", "3"), folder)
             (row,) = summarize(load_run(folder)).benchmarks
             if row.perf is None or row.fail:
                 raise RuntimeError(f"run {i + 1}: {row.fail} of {row.n} attempts failed")
             perfs.append(row.perf)
-            clean += attempts
             print(f"   run {i + 1}: perf {row.perf:.4g} {row.unit} (sem {row.sem_pct or 0:.1f} % over {row.n} attempts)")
         diff = 100 * abs(perfs[1] - perfs[0]) / perfs[0]
         print(f"   difference: {diff:.2f} %  (goal <= {DIFFERENCE_GOAL_PCT:g} % on a quiet machine)  "
               f"{'ok' if diff <= DIFFERENCE_GOAL_PCT else 'MISSED'}")
         print(f"   planting a slow phase: {os.cpu_count()} busy processes from {HOG_AFTER_S:g} s into the measured "
-              f"steps, for {HOG_FOR_S:g} s, in {args.planted} attempts")
-        flagged = sum(planted_run(work / f"planted-{i}") for i in range(args.planted))
-        false = sum("unstable" in a.record.raw for a in clean)
-        print(f"   slow phase flagged in {flagged} of {args.planted} planted runs, in {false} of {len(clean)} clean runs "
-              "(the attempts of the two runs above)")
+              f"steps, for {HOG_FOR_S:g} s, in {args.planted} attempts ({' '.join(PHASE_SETTINGS)}), "
+              f"none in {args.clean} more")
+        # Interleaved, so that the machine's own load falls on both kinds alike.
+        flags: dict[bool, list[bool]] = {True: [], False: []}
+        for i in range(max(args.planted, args.clean)):
+            for plant, count in ((True, args.planted), (False, args.clean)):
+                if i < count:
+                    flags[plant].append(planted_run(work / f"{'planted' if plant else 'clean'}-{i}", plant))
+        print(f"   slow phase flagged in {sum(flags[True])} of {args.planted} planted runs, "
+              f"in {sum(flags[False])} of {args.clean} clean runs")
     except (RuntimeError, OSError, subprocess.SubprocessError, MilaboxError) as e:  # one line, as milabox does
         print(f"stability: measurement failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1

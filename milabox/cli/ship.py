@@ -99,13 +99,21 @@ def _benchmarks(names: tuple[str, ...]):
 @vendor_option
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="the bundle file to write (a tar; replaced only once complete)")
-def bundle_cmd(benchmarks: tuple[str, ...], vendor: str, output: Path) -> None:
-    """Save the built images of BENCHMARKS (default: all) and the runtime into one checked bundle file."""
+@click.option("--dependencies/--no-dependencies", default=True, show_default=True,
+              help="also carry the wheels of milabox's own dependencies, downloaded by this host's pip for its "
+                   "Python and platform (the milabox wheel is always carried)")
+def bundle_cmd(benchmarks: tuple[str, ...], vendor: str, output: Path, dependencies: bool) -> None:
+    """Save the built images of BENCHMARKS (default: all), the runtime and the milabox wheel into one checked
+    bundle file."""
     from milabox.cli.display import note
     from milabox.engine.docker import Engine
     from milabox.shipping.bundle import make_bundle
-    manifest = make_bundle(Engine(), _benchmarks(benchmarks), _vendor(vendor), output, TransferDisplay())
-    note(f"bundle {output}: {len(manifest['images'])} images, {_size(output.stat().st_size)}")
+    manifest = make_bundle(Engine(), _benchmarks(benchmarks), _vendor(vendor), output, TransferDisplay(),
+                           dependencies)
+    for line in manifest["wheel_notes"]:
+        note(f"warning: {line}")
+    wheels = len(manifest["dependencies"]) + (manifest["wheel"] is not None)
+    note(f"bundle {output}: {len(manifest['images'])} images, {wheels} wheels, {_size(output.stat().st_size)}")
     click.echo(f"on the target: milabox load {output.name} && {manifest['run']}")
 
 
@@ -121,6 +129,9 @@ def load_cmd(file: Path) -> None:
     warning = version_note(manifest)
     if warning:
         note(f"warning: {warning}")
+    if manifest.get("wheel"):
+        click.echo(f"checked {manifest['wheel']['name']} and {len(manifest.get('dependencies', []))} dependency "
+                   "wheels (install them offline: see the bundle's README.txt)")
     for image in manifest["images"]:
         click.echo(f"{'loaded' if result.loaded else 'present'} {image['tag']} {image['id'][:19]}")
     note(f"bundle checked{' and loaded' if result.loaded else ' (images already present)'} in {result.seconds:.1f}s; "

@@ -161,7 +161,9 @@ class DockerEngine(DockerTransfers):
 
     def leftovers(self, label: str = CONTAINER_LABEL) -> list[tuple[str, dict[str, str]]]:
         """Returns: (id, labels) of every container, running or not, carrying ``label`` (a key or ``key=value``)."""
-        return [(c.id, dict(c.labels or {})) for c in self.client.containers.list(all=True, filters={"label": label})]
+        # The low-level listing: one request, no per-container inspect that a container removed meanwhile would fail.
+        return [(c["Id"], dict(c.get("Labels") or {})) for c in self.client.api.containers(all=True,
+                                                                                         filters={"label": label})]
 
     def remove_container(self, container_id: str) -> None:
         """Remove a container by id (killing it if it runs); nothing for one already gone."""
@@ -256,7 +258,7 @@ class DockerEngine(DockerTransfers):
 
     def containers(self, label: str = CONTAINER_LABEL) -> list[str]:
         """See :meth:`milabox.engine.Engine.containers` (the contract documents it)."""
-        return [c.id for c in self.client.containers.list(all=True, filters={"label": label})]
+        return [c["Id"] for c in self.client.api.containers(all=True, filters={"label": label})]
 
     def remove_image(self, ref: str) -> None:
         """See :meth:`milabox.engine.Engine.remove_image` (the contract documents it)."""

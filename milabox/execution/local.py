@@ -41,6 +41,7 @@ from milabox.origin import host_facts
 from milabox.rundir.layout import (
     ATTEMPT_DIR_RE,
     FORMAT_VERSION,
+    IDLE_NAME,
     MANIFEST_NAME,
     PROVENANCE_NAME,
     RECORD_NAME,
@@ -183,6 +184,8 @@ def _run(engine: Engine | None, benchmarks: Sequence[Benchmark], vendor: Vendor,
     measuring = options if not options.resume else dataclasses.replace(  # a resume runs exactly what is missing
         options, until_sem_pct=None, auto_repeat=False, until_stable=False)
     with contextlib.closing(telemetry):
+        # The devices at rest first (a few seconds; kept from the first start on --resume): energy above idle.
+        telemetry.sample_idle(run_dir / IDLE_NAME, interval_s=options.telemetry_interval_s)
         status = (_measure(_runner(engine, vendor, options, images), attempts, measuring, telemetry, reporter,
                            stop, manifest, superseded) if attempts else "complete")
     if stop.requested and status != "engine-lost":  # also when it came while the last record was being written

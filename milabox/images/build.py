@@ -28,6 +28,8 @@ from milabox.resources import runtime_package
 from milabox_runtime.cli import CATALOG_NAME
 
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache")
+# The vendor's lock in the runtime image's build context (the template copies it from there and installs it).
+LOCK_IN_CONTEXT = "requirements.lock"
 
 
 class BuildReporter(Protocol):
@@ -158,7 +160,7 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
         shutil.copytree(runtime_package(), context / "milabox_runtime", ignore=_IGNORE)
-        shutil.copy2(lock, context / "requirements.lock")
+        shutil.copy2(lock, context / LOCK_IN_CONTEXT)
         if installer == "uv":
             shutil.copy2(_uv_binary(), context / "uv")
         if sources.ca_bundle:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
+from milabox.rundir.layout import HOST_DEVICE as HOST
 from milabox.rundir.layout import IDLE_NAME, TELEMETRY_NAME
 
 #: The device label of the host CPU's samples (milabox.execution.telemetry.cpu writes it).
-HOST = "cpu"
 
 Series = list[tuple[float, float]]  # (time, value), time-ordered
 

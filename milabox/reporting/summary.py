@@ -137,7 +137,8 @@ class Summary:
 def summarize(runs: Sequence[Run] | Run, baseline: Summary | None = None, baseline_label: str = "") -> Summary:
     """Compute per-benchmark numbers and the suite score from one or more runs (see the module docstring).
 
-    Attempts of the same benchmark are pooled across runs (``check_poolable`` says whether they may be).
+    Attempts of the same benchmark are pooled across runs (``milabox.reporting.side_by_side.check_poolable``
+    says whether they may be).
     Per benchmark:
 
     - ``n`` attempts, ``fail`` those whose status is not ``ok`` (an unreadable record.json is one);

@@ -23,6 +23,7 @@ EVENTS_NAME = "events.jsonl"
 LOG_NAME = "container.log"
 TELEMETRY_NAME = "telemetry.jsonl"  # one per attempt, written by the host while the container runs
 IDLE_NAME = "idle.jsonl"  # one per run: the devices sampled idle before the first attempt
+HOST_DEVICE = "cpu"  # the host CPU's device label in telemetry samples (beside any accelerator's)
 PROVENANCE_NAME = "provenance.json"  # one per run
 
 #: An attempt folder: ``r<repeat>-d<device>``, e.g. ``r0-d0`` or ``r2-dall``.

@@ -235,11 +235,15 @@ class AttemptResult:
 
 @dataclass
 class Run:
-    """A whole run folder: its manifest and every attempt, sorted by benchmark, repeat, device."""
+    """A whole run folder: its manifest and every attempt, sorted by benchmark, repeat, device.
+
+    A resumed run is one run: an attempt whose record names a ``superseded_by`` retry is in ``superseded``, not
+    in ``attempts``, so that reports, comparisons and exit codes count the retry and not both."""
 
     path: Path
     manifest: Manifest
-    attempts: list[AttemptResult] = field(default_factory=list)
+    attempts: list[AttemptResult] = field(default_factory=list)  # what reports count: superseded ones left out
+    superseded: list[AttemptResult] = field(default_factory=list)  # failed attempts a ``--resume`` retried
 
     @property
     def setup(self) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
         skip: event kinds not to read (see ``read_events``); reports pass ``SKIPPED_BY_REPORTS``.
 
     Returns:
-        The Run, attempts sorted by benchmark folder, repeat, then device.
+        The Run, attempts sorted by benchmark folder, repeat, then device; an attempt a ``--resume`` retried
+        (its record has ``superseded_by``) is in ``Run.superseded``, not ``Run.attempts``.
 
     Raises:
         ResultsError: the folder does not exist, or its manifest.json is missing or malformed (the
@@ -59,7 +60,12 @@ def load_run(path: str | os.PathLike[str], skip: Collection[str] = ()) -> Run:
                 attempts.append(load_attempt(attempt_dir, skip))
             except ResultsError as err:  # one bad record is one failed row, not a lost report
                 attempts.append(unreadable_attempt(Path(attempt_dir), bench, repeat, device, str(err)))
-    return Run(path=root, manifest=manifest, attempts=attempts)
+    return Run(path=root, manifest=manifest, attempts=[a for a in attempts if not _superseded(a)],
+               superseded=[a for a in attempts if _superseded(a)])
+
+
+def _superseded(attempt: AttemptResult) -> bool:
+    return bool(attempt.record.raw.get("superseded_by"))
 
 
 def unreadable_attempt(folder: Path, benchmark: str, repeat: int, device: str, error: str) -> AttemptResult:

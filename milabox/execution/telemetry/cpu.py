@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from milabox.rundir.layout import HOST_DEVICE
+
 from .base import MIB, Backend, Unavailable, number
 
 POWERCAP = Path("/sys/class/powercap")
@@ -127,7 +129,7 @@ class CpuBackend(Backend):
         self._last: tuple[float, float] | None = None  # (monotonic time, joules) of the previous reading
 
     def devices(self) -> tuple[str, ...]:
-        return ("cpu",)
+        return (HOST_DEVICE,)
 
     def start(self, interval_s: float) -> None:
         self.psutil.cpu_percent(interval=None)  # the first call only sets the reference point
@@ -141,7 +143,7 @@ class CpuBackend(Backend):
         if energy is not None and self._last is not None and now > self._last[0]:
             power = (energy - self._last[1]) / (now - self._last[0])
         self._last = (now, energy) if energy is not None else None
-        return {"cpu": {
+        return {HOST_DEVICE: {
             "power_w": number(power), "energy_j": number(energy),
             "util_pct": number(ps.cpu_percent(interval=None)),
             "memory_used_mb": number(mem.total - mem.available, 1 / MIB), "memory_total_mb": number(mem.total, 1 / MIB),
@@ -153,7 +155,7 @@ class CpuBackend(Backend):
         ps = self.psutil
         freq = ps.cpu_freq() if hasattr(ps, "cpu_freq") else None
         return {"devices": [{
-            "id": "cpu", "name": cpu_model(), "cores_logical": os.cpu_count(),
+            "id": HOST_DEVICE, "name": cpu_model(), "cores_logical": os.cpu_count(),
             "cores_physical": ps.cpu_count(logical=False), "memory_total_mb": number(ps.virtual_memory().total, 1 / MIB),
             "min_clock_mhz": number(freq.min) if freq and freq.min else None,
             "max_clock_mhz": number(freq.max) if freq and freq.max else None,

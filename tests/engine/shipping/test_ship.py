@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import CPU, _free_port, _Quiet, milabox
 
+from milabox import __version__
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
 from milabox.engine.docker import Engine
@@ -122,12 +125,17 @@ def test_bundle_loads_into_a_fresh_engine_runs_there_and_results_come_back(engin
 
 def _bundle_round_trip(engine, second_engine, bundle, tmp_path):
     host = second_engine.base_url
-    made = _ok(milabox("bundle", "matmul-fp32", "--vendor", "cpu", "-o", str(bundle)))
+    # --no-dependencies keeps it fast; the milabox wheel is always carried.
+    made = _ok(milabox("bundle", "matmul-fp32", "--vendor", "cpu", "-o", str(bundle), "--no-dependencies"))
     assert "milabox load matmul-cpu.milabox.tar && milabox run --vendor cpu matmul-fp32" in made.stdout
-    with tarfile.open(bundle) as tar:  # a plain tar: README, manifest, the images, the checksums
-        assert tar.getnames() == ["README.txt", "bundle.json", "images.tar", "SHA256SUMS"]
+    wheel = f"milabox-{__version__}-py3-none-any.whl"
+    with tarfile.open(bundle) as tar:  # a plain tar: README, manifest, the milabox wheel, the images, the checksums
+        assert tar.getnames() == ["README.txt", "bundle.json", wheel, "images.tar", "SHA256SUMS"]
         manifest = json.load(tar.extractfile("bundle.json"))
         images_offset = tar.getmember("images.tar").offset_data
+        tar.extract(wheel, tmp_path, filter="data")
+    assert manifest["wheel"]["name"] == wheel
+    _installs_offline_and_answers(tmp_path / wheel, tmp_path)
     tags = [runtime_tag(CPU), benchmark_tag("matmul", CPU)]
     assert [i["tag"] for i in manifest["images"]] == tags
     assert [i["id"] for i in manifest["images"]] == [engine.image(t).id for t in tags]
@@ -144,7 +152,8 @@ def _bundle_round_trip(engine, second_engine, bundle, tmp_path):
     assert second_engine.client.images.list(all=True) == []  # not one image, layer or tag
     _flip(bundle, middle)  # restored
 
-    _ok(milabox("load", str(bundle), docker_host=host))
+    loaded = _ok(milabox("load", str(bundle), docker_host=host))
+    assert f"checked {wheel} and 0 dependency wheels" in loaded.stdout
     assert [second_engine.image(t).id for t in tags] == [i["id"] for i in manifest["images"]]
 
     there = tmp_path / "there" / "vendor-run"
@@ -162,6 +171,23 @@ def _bundle_round_trip(engine, second_engine, bundle, tmp_path):
     assert row["name"] == "matmul-fp32" and row["n"] == 1 and row["perf"] == pytest.approx(record["rate"])
     compared = _ok(milabox("compare", str(tmp_path / "here" / "vendor-run"), str(tmp_path / "here" / "vendor-run")))
     assert "matmul-fp32" in compared.stdout
+
+
+def _installs_offline_and_answers(wheel: Path, tmp_path: Path) -> None:
+    """The bundle's wheel into a fresh venv, offline; milabox's dependencies come from this venv's site-packages
+    (a plain path line: its editable milabox finder is not run, so the venv's milabox is the wheel's)."""
+    venv = tmp_path / "fresh-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / "host-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    _ok(subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+                        "--no-deps", "--no-index", str(wheel)], capture_output=True, text=True, check=False))
+    answer = _ok(subprocess.run([str(venv / "bin" / "milabox"), "--version"], capture_output=True, text=True,
+                                check=False, cwd=tmp_path))
+    assert __version__ in answer.stdout
+    where = _ok(subprocess.run([str(venv / "bin" / "python"), "-c", "import milabox; print(milabox.__file__)"],
+                               capture_output=True, text=True, check=False, cwd=tmp_path))
+    assert where.stdout.startswith(str(site)), where.stdout
 
 
 # ---- registry ------------------------------------------------------------------------------------------------
