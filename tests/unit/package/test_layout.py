@@ -56,7 +56,9 @@ def test_data_flows_one_way_between_subpackages():
 
 
 def test_no_module_is_over_400_lines():
-    long = [f"{p.relative_to(PACKAGE)}: {n}" for p, _ in _modules() if (n := len(p.read_text().splitlines())) > 400]
+    # The bundled benchmarks' code too: everything under milabox/ is read by someone.
+    long = [f"{p.relative_to(PACKAGE)}: {n}" for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > 400]
     assert not long, long
 
 
