@@ -67,6 +67,7 @@ class Row:
     expected: int = EXIT_OK
     one_line: bool = True
     before: str = ""  # exit codes of earlier steps, for the exit column
+    detail: str = ""  # the last lines the command printed on standard error, shown when the row is not clean
 
     @property
     def clean(self) -> bool:
@@ -113,7 +114,8 @@ class Faults:
 
     def row(self, name: str, proc, expected: int, run_dir: Path | None = None, error: bool = False) -> Row:
         out = (proc.stdout or "") + (proc.stderr or "")
-        row = Row(name, code=proc.returncode, expected=expected, traceback="Traceback" in out)
+        row = Row(name, code=proc.returncode, expected=expected, traceback="Traceback" in out,
+                  detail="\n".join((proc.stderr or "").strip().splitlines()[-8:]))
         if error:
             row.one_line = sum(ln.startswith("milabox: error:") for ln in proc.stderr.splitlines()) == 1
             row.failed = next((ln for ln in proc.stderr.splitlines() if ln.startswith("milabox: error:")), "-")
@@ -314,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         for scenario in scenarios:
             rows.append(scenario())
             print(f"  {rows[-1].scenario}: {'clean' if rows[-1].clean else 'NOT CLEAN'}", file=sys.stderr)
+            if not rows[-1].clean:
+                print(textwrap.indent(rows[-1].detail, "    | "), file=sys.stderr)
     if args.skip_engine_restart:
         rows.insert(1, Row("engine stopped mid-run, restarted, --resume", kept="skipped (--skip-engine-restart)",
                            code=None, expected=-1))
