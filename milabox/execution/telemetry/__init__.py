@@ -15,6 +15,7 @@ Typical use (what :func:`milabox.run.run` does)::
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,6 +32,21 @@ BACKENDS = ("nvml", "amdsmi", "xpu-smi", "psutil")
 
 #: How long ``Telemetry.sample_idle`` samples the idle devices before the first attempt, in seconds.
 IDLE_SECONDS = 5.0
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _has_power(line: str) -> bool:
+    try:
+        sample = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(sample, dict) and isinstance(sample.get("power_w") or sample.get("energy_j"), (int, float))
 
 
 def _warn(message: str) -> None:
@@ -129,7 +145,11 @@ class Telemetry:
         if seconds <= 0 or interval_s <= 0 or not self.backends or path.exists():
             return False
         with Sampler(self.backends, path, min(interval_s, seconds), None, self.warn):
-            time.sleep(seconds)
+            time.sleep(min(interval_s, seconds))
+            # Only power makes an idle baseline: where no device reports any (a CPU without RAPL), stop at once
+            # rather than make every run wait for nothing.
+            if any(_has_power(line) for line in _lines(path)):
+                time.sleep(max(0.0, seconds - interval_s))
         return True
 
     def describe(self) -> dict[str, Any]:

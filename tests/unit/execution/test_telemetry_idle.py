@@ -44,3 +44,24 @@ def test_sample_idle_keeps_a_resumed_runs_baseline_and_does_nothing_when_off(tmp
     assert Telemetry([]).sample_idle(tmp_path / "none.jsonl", seconds=0.1) is False
     assert not (tmp_path / "off.jsonl").exists() and not (tmp_path / "none.jsonl").exists()
     assert idle_power([tmp_path / "missing"]) == {}
+
+
+class FakePowerless(Backend):
+    """Fake: one device that reports utilization but no power (a CPU without RAPL counters)."""
+
+    name = "fake-powerless"
+
+    def devices(self):
+        return ("cpu",)
+
+    def read(self):
+        return {"cpu": {"util_pct": 3.0}}
+
+
+def test_sample_idle_stops_after_one_interval_where_no_device_reports_power(tmp_path):
+    import time
+    telemetry = Telemetry([FakePowerless()], "fake", on_warning=pytest.fail)
+    began = time.monotonic()
+    assert telemetry.sample_idle(tmp_path / IDLE_NAME, seconds=3.0, interval_s=0.1) is True
+    assert time.monotonic() - began < 1.5  # not the 3 s asked for: nothing to learn without power
+    assert idle_power([tmp_path]) == {}
