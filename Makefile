@@ -90,7 +90,7 @@ base: $(CORE) engine
 
 # The build's own "built <tag> ... in <s>s" lines split its phase into the runtime image and the benchmark images.
 images: base
-	@$(call phase,build,$(MILABOX) build $(DEMO) --vendor cpu | tee .milabox/build.log)
+	@$(call phase,build,$(MILABOX) build $(DEMO) --vendor cpu 2>&1 | tee .milabox/build.log)
 
 # The engine and the host venv are made at once (make -j2); then the base, the images, the run, the timing table.
 demo:
@@ -98,11 +98,7 @@ demo:
 	@$(MAKE) --no-print-directory -j2 engine $(CORE)
 	@$(MAKE) --no-print-directory images
 	@$(call phase,run,$(MILABOX) run $(DEMO) --vendor cpu --size smoke --run-dir $(RUN_DIR))
-	@awk 'NR==FNR { if ($$1 == "built" && $$2 ~ /runtime/) for (i = 3; i < NF; i++) if ($$i == "in") { \
-	    rt = $$(i + 1); sub(/s,?$$/, "", rt) }; next } \
-	  $$1 == "build" { print "runtime-image", $$2, $$2 + rt; print "benchmark-images", $$2 + rt, $$3; next } \
-	  { print } ' .milabox/build.log $(PHASES) | sort -k2 -n | awk '!t0 { t0 = $$2; print "\nphase              start s    end s   took s" } \
-	  { printf "%-16s %9.1f %8.1f %8.1f\n", $$1, $$2 - t0, $$3 - t0, $$3 - $$2 } END { printf "%-16s %9s %8.1f\n", "total", "", $$3 - t0 }'
+	@$(PYTHON) scripts/demo_timing.py $(PHASES) .milabox/build.log
 
 lint: venv
 	$(BIN)/ruff check milabox milabox_runtime tests scripts
