@@ -80,7 +80,10 @@ def uv_environment(config: dict[str, str] | None = None) -> str:
         ``NAME=value`` assignments, shell-quoted and space-separated (empty where pip has no such settings).
     """
     config = pip_config() if config is None else config
-    return " ".join(f"{uv}={shlex.quote(config[pip])}" for pip, uv in _PIP_TO_UV.items() if config.get(pip))
+    pairs = [f"{uv}={shlex.quote(config[pip])}" for pip, uv in _PIP_TO_UV.items() if config.get(pip)]
+    # pip picks the best version across all its indexes; uv by default takes the first index that has a package
+    # at all, so an extra index holding an older version would win (a different ruff, then a different lint).
+    return " ".join([*pairs, "UV_INDEX_STRATEGY=unsafe-best-match"])
 
 
 def discover(index_url: str | None = None, wheelhouse: str | None = None, ca_bundle: str | None = None,

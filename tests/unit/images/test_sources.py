@@ -152,3 +152,10 @@ def test_without_a_configured_index_pip_keeps_its_own_default(monkeypatch):
     assert found.index_url == "https://pypi.example.internal/simple"
     assert found.extra_index_urls == ("https://extra.example/simple",)
     assert discover(index_url="https://cli.example/simple").index_url == "https://cli.example/simple"
+
+
+def test_the_host_venv_resolves_like_pip_across_every_index():
+    from milabox.images.sources import uv_environment
+    env = uv_environment({"extra-index-url": "file:///somewhere/simple", "cert": "/etc/ssl/ca.pem"})
+    assert "UV_EXTRA_INDEX_URL=file:///somewhere/simple" in env and "SSL_CERT_FILE=/etc/ssl/ca.pem" in env
+    assert "UV_INDEX_STRATEGY=unsafe-best-match" in env  # else an extra index with an older ruff would win
