@@ -73,3 +73,9 @@ def test_every_room_says_what_it_is_for():
     assert {p.name for p in rooms} == set(ALLOWED)
     for room in rooms:
         assert ast.get_docstring(ast.parse((room / "__init__.py").read_text())), f"{room.name}/__init__.py"
+
+
+def test_test_modules_have_unique_names():
+    # pytest imports test files by basename (no __init__.py): two of one name stop the whole collection.
+    names = [p.name for p in (PACKAGE.parent / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
