@@ -48,15 +48,17 @@ def run_matmul(folder, *extra):
 
 @pytest.mark.engine
 def test_compare_flags_fewer_threads_and_not_an_identical_run(engine, matmul_image, tmp_path):
-    # Three runs of three repeats: default threads (all cores), one thread (the planted slowdown), default again.
-    first = run_matmul(tmp_path / "default", "--repeat", "3")
-    run_matmul(tmp_path / "one-thread", "--repeat", "3", "--env", "OMP_NUM_THREADS=1")
-    run_matmul(tmp_path / "default-again", "--repeat", "3")
+    # Three runs of five repeats: default threads (all cores), one thread (the planted slowdown), default again.
+    # Each attempt measures 2 s of n=1024 (smoke's 0.2 s of n=512 is noise on a shared machine).
+    sized = ("--repeat", "5", "--set", "n=1024", "--min-seconds", "2")
+    first = run_matmul(tmp_path / "default", *sized)
+    run_matmul(tmp_path / "one-thread", *sized, "--env", "OMP_NUM_THREADS=1")
+    run_matmul(tmp_path / "default-again", *sized)
 
-    # A run with --repeat 3 reports sem % and a confidence interval per benchmark.
+    # A run with --repeat 5 reports sem % and a confidence interval per benchmark, over its attempts.
     (row,) = first["benchmarks"]
-    assert row["n"] == 3 and row["fail"] == 0 and row["sem_pct"] > 0
-    assert row["stats"]["source"] == "attempts" and row["stats"]["n"] == 3
+    assert row["n"] == 5 and row["fail"] == 0 and row["sem_pct"] > 0
+    assert row["stats"]["source"] == "attempts" and row["stats"]["n"] == 5
     low, high = row["stats"]["ci95"]
     assert low < row["perf"] < high
 
