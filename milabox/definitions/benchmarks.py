@@ -117,9 +117,13 @@ def add_benchmark_dirs(folders: Sequence[Path]) -> None:
 
 def benchmark_dirs() -> list[Path]:
     """Where benchmark folders are read from, in order: the bundled suite (``$MILABOX_SUITE`` replaces it), then
-    each folder of ``$MILABOX_BENCHMARKS`` (a path list), then each ``--benchmarks-dir``."""
+    each folder of ``$MILABOX_BENCHMARKS`` (a path list), then each ``--benchmarks-dir``; a folder named twice (the
+    variable and the option, or ``--resume`` repeating a run's own ``--benchmarks-dir``) is read once."""
     extra = [Path(p) for p in os.environ.get(BENCHMARKS_ENV, "").split(os.pathsep) if p.strip()]
-    return [Path(os.environ.get(SUITE_ENV) or package_path("suite")), *extra, *_extra_dirs]
+    folders: dict[Path, Path] = {}
+    for folder in (Path(os.environ.get(SUITE_ENV) or package_path("suite")), *extra, *_extra_dirs):
+        folders.setdefault(folder.resolve(), folder)
+    return list(folders.values())
 
 
 def _merge(base: dict, override: dict) -> dict:

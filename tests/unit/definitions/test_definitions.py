@@ -101,3 +101,16 @@ def test_benchmark_entry_must_exist(benchmarks_copy):
     (benchmarks_copy / "bert" / "main.py").unlink()
     with pytest.raises(ConfigError, match=r"'entry' is 'main.py' but .* does not exist"):
         all_benchmarks()
+
+
+def test_a_benchmark_folder_named_twice_is_read_once(tmp_path, monkeypatch):
+    from milabox.definitions import benchmarks as definitions
+    extra = tmp_path / "mine"
+    (extra / "mybench").mkdir(parents=True)
+    (extra / "mybench" / "main.py").write_text("")
+    suite = definitions.package_path("suite") / "matmul" / "benchmark.toml"
+    (extra / "mybench" / "benchmark.toml").write_text(suite.read_text().replace("[variants.matmul-", "[variants.mine-"))
+    monkeypatch.setenv("MILABOX_BENCHMARKS", f"{extra}{__import__('os').pathsep}{extra}/.")
+    monkeypatch.setattr(definitions, "_extra_dirs", [extra])  # and --benchmarks-dir, as --resume repeats it
+    assert [d for d in definitions.benchmark_dirs() if d.resolve() == extra.resolve()] == [extra]
+    assert "mine-fp32" in all_benchmarks()
