@@ -66,9 +66,23 @@ class DockerContainer:
             code, timed_out = None, True
         except KeyboardInterrupt:
             return self.stop()
-        if code in _ENGINE_STOP_CODES and not self._engine.answers(settle_s=1.0):  # a stopping dockerd stops them
+        if code in _ENGINE_STOP_CODES and self._engine_stopping():
             raise EngineLost(self._engine.lost_message())
         return self._ended(code, timed_out=timed_out)
+
+    def _engine_stopping(self, within_s: float = 5.0) -> bool:
+        # A stopping dockerd stops its containers first and still answers for a moment: a SIGTERM/SIGKILL end that
+        # is not an OOM kill is the engine going when it stops answering within a few seconds.
+        try:
+            if self.inspect().get("State", {}).get("OOMKilled"):
+                return False
+        except (docker.errors.APIError, requests.exceptions.RequestException):
+            return not self._engine.answers()
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            if not self._engine.answers(settle_s=0.5):
+                return True
+        return False
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> Exit:
         """See :meth:`milabox.engine.Container.stop` (the contract documents it)."""
