@@ -122,17 +122,17 @@ if __name__ == "__main__":
     mr.distributed.launch_if_needed()
     mr.main(bench)
 '''
-DDP_TOML = '''\
-description = "planted two-node DDP smoke"
-family = "test"
-unit = "items/s"
-plan = "all_devices"
-[sizes.smoke]
-warmup = 1
-steps = 5
-timeout_s = 180
-[sizes.full]
-warmup = 1
-steps = 5
-timeout_s = 180
-'''
+def planted_toml(description: str, smoke: dict, full: dict | None = None, plan: str | None = None,
+                 variants: dict[str, str] | None = None) -> str:
+    """The benchmark.toml of a benchmark a test plants: family "test", unit items/s, the sizes' parameters (full:
+    the smoke ones unless given), an optional group plan, and variants named with their plan."""
+    lines = [f'description = "{description}"', 'family = "test"', 'unit = "items/s"']
+    lines += [f'plan = "{plan}"'] if plan else []
+    for size, params in (("smoke", smoke), ("full", full or smoke)):
+        lines += [f"[sizes.{size}]", *(f"{key} = {value}" for key, value in params.items())]
+    for name, variant_plan in (variants or {}).items():
+        lines += [f"[variants.{name}]", f'plan = "{variant_plan}"']
+    return "\n".join(lines) + "\n"
+
+
+DDP_TOML = planted_toml("planted two-node DDP smoke", {"warmup": 1, "steps": 5, "timeout_s": 180}, plan="all_devices")

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import CPU, MILABOX
+from helpers import CPU, MILABOX, planted_toml
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.errors import ConfigError
@@ -102,15 +102,7 @@ def test_slurm_variables_give_the_multinode_layout(slurm_cluster, monkeypatch):
         mn.from_slurm({"SLURM_NNODES": "2", "SLURM_NODEID": "0", "SLURM_JOB_NODELIST": node})
 
 
-HANG_TOML = '''\
-description = "planted: sleeps until stopped"
-family = "test"
-unit = "items/s"
-[sizes.smoke]
-timeout_s = 300
-[sizes.full]
-timeout_s = 300
-'''
+HANG_TOML = planted_toml("planted: sleeps until stopped", {"timeout_s": 300})
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import helpers
 import pytest
-from helpers import CPU, MILABOX
+from helpers import CPU, MILABOX, planted_toml
 
 from milabox.cluster.client import JobState
 from milabox.cluster.job import run_job
@@ -31,25 +31,9 @@ RUN_DIR = Path("/shared/runs/golden")
 
 
 # A benchmark group planted for the golden files, so that they change only with the templates and milabox/cluster.
-GOLDEN_TOML = '''\
-description = "golden-file benchmark"
-family = "test"
-unit = "items/s"
-[sizes.smoke]
-warmup = 1
-steps = 2
-batch_size = 4
-timeout_s = 120
-[sizes.full]
-warmup = 1
-steps = 2
-batch_size = 64
-timeout_s = 900
-[variants.gold]
-plan = "per_device"
-[variants.gold-ddp]
-plan = "all_devices"
-'''
+GOLDEN_TOML = planted_toml("golden-file benchmark", {"warmup": 1, "steps": 2, "batch_size": 4, "timeout_s": 120},
+                           {"warmup": 1, "steps": 2, "batch_size": 64, "timeout_s": 900},
+                           variants={"gold": "per_device", "gold-ddp": "all_devices"})
 
 
 def _golden_benchmarks(folder: Path) -> dict:

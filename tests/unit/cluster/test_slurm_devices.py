@@ -13,31 +13,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from helpers import planted_toml
 
 from milabox.cluster.options import SlurmOptions
 from milabox.cluster.scripts import render_script
 from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import all_vendors
 
-BENCH_TOML = '''\
-description = "device-selection benchmark"
-family = "test"
-unit = "items/s"
-[sizes.smoke]
-warmup = 1
-steps = 2
-batch_size = 4
-timeout_s = 60
-[sizes.full]
-warmup = 1
-steps = 2
-batch_size = 4
-timeout_s = 60
-[variants.sel]
-plan = "per_device"
-[variants.sel-ddp]
-plan = "all_devices"
-'''
+BENCH_TOML = planted_toml("device-selection benchmark", {"warmup": 1, "steps": 2, "batch_size": 4, "timeout_s": 60},
+                          variants={"sel": "per_device", "sel-ddp": "all_devices"})
 
 FAKE_SRUN = '''#!/bin/bash
 # FAKE srun: Slurm gives the step its own GRES, overwriting what the job exported.

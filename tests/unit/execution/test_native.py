@@ -16,7 +16,7 @@ import time
 
 import pytest
 from fakes import FakeEngine, ok
-from helpers import CPU, MILABOX, PROJECT
+from helpers import CPU, MILABOX, PROJECT, planted_toml
 
 from milabox.definitions.benchmarks import load_group
 from milabox.errors import ConfigError
@@ -26,20 +26,7 @@ from milabox.images.naming import benchmark_tag
 from milabox.rundir.layout import MANIFEST_NAME, PROVENANCE_NAME, RECORD_NAME
 from milabox.rundir.read import load_run
 
-PLANT_TOML = '''\
-description = "planted native benchmark"
-family = "test"
-unit = "items/s"
-plan = "all_devices"
-[sizes.smoke]
-warmup = 1
-steps = 5
-timeout_s = 120
-[sizes.full]
-warmup = 1
-steps = 5
-timeout_s = 120
-'''
+PLANT_TOML = planted_toml("planted native benchmark", {"warmup": 1, "steps": 5, "timeout_s": 120}, plan="all_devices")
 # PLANT_MODE (set with --env): ok, crash, or sleep (with a grandchild, to prove the whole process group goes).
 PLANT_MAIN = '''\
 import os, pathlib, subprocess, sys, time
