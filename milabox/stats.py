@@ -272,21 +272,27 @@ def repeats_for_cv(cv: float) -> int | None:
 #: ``slow_phase`` defaults: at least this many slow steps, each below the median by more than this fraction.
 SLOW_MIN_STEPS = 5
 SLOW_DROP = 0.15
+#: ``slow_phase`` judges windows of this fraction of the attempt's steps (at least ``min_steps``), so that
+#: periodic or scattered slow steps (a sampler's tick, a GC pause, a neighbour's burst of a few ms) never
+#: add up to a phase however long the attempt is.
+SLOW_WINDOW_FRACTION = 0.05
 
 
 def slow_phase(step_rates: Sequence[float], min_steps: int = SLOW_MIN_STEPS,
                drop: float = SLOW_DROP) -> tuple[int, int] | None:
     """A transient phase of slow steps in one attempt (warm-up leftovers, throttling, a noisy neighbour).
 
-    A step is slow when its rate is below ``median x (1 - drop)``, the median over all the attempt's steps.
-    A phase is a stretch of slow steps in which a single step back at speed does not break the stretch,
-    holding at least ``min_steps`` slow steps. So a single slow step (or a few scattered ones) is never a
-    phase, and one fast outlier inside a slow phase does not split it. A phase covering most steps moves
-    the median itself and is not found: this detects the minority phase of an otherwise steady attempt.
+    A step is slow when its rate is below ``median x (1 - drop)``, the median over all the attempt's steps. A
+    step's window is the ``w = max(min_steps, 5 % of the steps)`` consecutive steps centred on it; it is slow
+    when most of them are (their median is below the cut). A phase is a stretch of steps whose windows are
+    slow, from its first slow step to its last (with the slow steps right next to it), holding at least
+    ``min_steps`` slow steps. So a single slow step, scattered ones or a periodic one every few steps never
+    make a phase, and a few steps back at speed inside a long phase do not split it. A phase covering most steps moves the
+    median itself and is not found: this detects the minority phase of an otherwise steady attempt.
 
     Args:
         step_rates: the attempt's per-step rates in step order (warm-up excluded).
-        min_steps: fewest slow steps in a phase (default 5, at least 2).
+        min_steps: fewest steps in a window, and so in a phase (default 5, at least 2).
         drop: how far below the median a slow step is, as a fraction (default 0.15, in (0, 1)).
 
     Returns:
@@ -298,23 +304,38 @@ def slow_phase(step_rates: Sequence[float], min_steps: int = SLOW_MIN_STEPS,
     if min_steps < 2 or not 0 < drop < 1:
         raise ValueError(f"slow_phase needs min_steps >= 2 and 0 < drop < 1, got {min_steps}, {drop}")
     rates = list(step_rates)
-    if len(rates) < min_steps:
+    width = max(min_steps, math.ceil(SLOW_WINDOW_FRACTION * len(rates)))
+    if len(rates) < width:
         return None
     cut = statistics.median(rates) * (1 - drop)
     slow = [r < cut for r in rates]
+    # Step t's window is the ``width`` steps centred on it (shifted inside the attempt at its ends); prefix
+    # sums count the slow steps of any window at once.
+    before = [0]
+    for flag in slow:
+        before.append(before[-1] + flag)
+    half, last_start = width // 2, len(rates) - width
+    in_slow = [2 * (before[k + width] - before[k]) > width
+               for k in (min(max(0, t - half), last_start) for t in range(len(rates)))]
     best: tuple[int, int] | None = None
-    i = 0
-    while i < len(slow):
-        if not slow[i]:
-            i += 1
+    t = 0
+    while t < len(rates):
+        if not in_slow[t]:
+            t += 1
             continue
-        j, count = i, 1
-        while j + 1 < len(slow) and (slow[j + 1] or (j + 2 < len(slow) and slow[j + 2])):
-            j += 1 if slow[j + 1] else 2  # a single fast step between two slow ones stays in the phase
-            count += 1
-        if count >= min_steps and (best is None or j - i > best[1] - best[0]):
-            best = (i, j)
-        i = j + 1
+        end = t
+        while end + 1 < len(rates) and in_slow[end + 1]:
+            end += 1
+        held = [k for k in range(t, end + 1) if slow[k]]  # trim the stretch to its slow steps...
+        if held:
+            first, last = held[0], held[-1]
+            while first > 0 and slow[first - 1]:  # ...and take in the slow steps next to it (a centred window
+                first -= 1                       # misses the first and last few of a short phase)
+            while last + 1 < len(rates) and slow[last + 1]:
+                last += 1
+            if sum(slow[first:last + 1]) >= min_steps and (best is None or last - first > best[1] - best[0]):
+                best = (first, last)
+        t = end + 1
     return best
 
 

@@ -201,7 +201,8 @@ class Run:
         cfg = self.config
         # The vendor too, so a folder written by a plain `docker run` says where it ran (milabox results adopt).
         self._write("start", benchmark=cfg.get("benchmark"), size=cfg.get("size"), pid=os.getpid(),
-                    group=cfg.get("group"), vendor=os.environ.get("MILABOX_VENDOR") or None)
+                    group=cfg.get("group"), vendor=os.environ.get("MILABOX_VENDOR") or None,
+                    process_started=process_started())
         try:
             torch = _dev.import_torch()
             if torch is not None:
@@ -394,6 +395,29 @@ class Run:
         if self._writer is None:
             raise RuntimeError("events can only be written inside `with run:`")
         self._writer.write(kind, **fields)
+
+
+def process_started(stat: str = "/proc/self/stat") -> float | None:
+    """When this process began (Unix time, to the kernel's 10 ms tick), before the interpreter and any import.
+
+    The process's start time since boot (``/proc/self/stat`` field 22, kept across ``exec``: in a container
+    this is its first process) placed on the wall clock through ``CLOCK_BOOTTIME``, the clock it counts in.
+    So the host can tell its own orchestration (creating, starting, removing a container) from the
+    benchmark's start-up (interpreter, imports, model building), which the native runtime pays too.
+
+    Args:
+        stat: the process's stat file (default: this process's).
+
+    Returns:
+        The Unix time, or None where there is no such file (not Linux).
+    """
+    try:
+        with open(stat, encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # the name in parentheses may hold spaces
+        since_boot = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22 counts from 1, after pid and name
+        return round(time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot), 3)
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
 
 
 def _raise_terminated(signum: int, frame: Any) -> NoReturn:

@@ -189,6 +189,13 @@ class AttemptResult:
         return (start, end) if start is not None and end is not None and end >= start else None
 
     @property
+    def process_started(self) -> float | None:
+        """When the benchmark's process began (its ``start`` event's ``process_started``, before its interpreter
+        and imports), if the runtime could tell."""
+        start = next((ev for ev in self.events if ev.kind == "start"), None)
+        return finite_number(start.data.get("process_started")) if start is not None else None
+
+    @property
     def measured_window(self) -> tuple[float, float] | None:
         """Approximate (start, end) Unix times of the measured steps: the summary's ``seconds`` before the last
         ``rate`` event (warm-up excluded). None without a summary or a rate event."""
