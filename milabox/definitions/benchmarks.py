@@ -27,9 +27,9 @@ SIZES = ("smoke", "full")
 # One list for host and container: what the in-container runtime can run is what a definition may name.
 PRECISIONS = tuple(RUNTIME_PRECISIONS)
 DEFAULT_TIMEOUT_S = {"smoke": 300, "full": 3600}
-_GROUP_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices",
+_GROUP_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices", "min_nodes",
                  "entry", "requirements", "excluded_vendors", "sizes", "variants")
-_VARIANT_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices",
+_VARIANT_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices", "min_nodes",
                    "excluded_vendors", "sizes")
 
 
@@ -47,7 +47,9 @@ class Benchmark:
         unit: unit of the rate, e.g. ``items/s`` or ``TFLOPS``.
         weight: weight in the suite score (0: reported, not scored).
         precision: ``fp32``, ``tf32``, ``fp16``, ``bf16``, or ``tf32-fp16`` (the runtime's list).
-        min_devices: fewest devices the benchmark needs.
+        min_devices: fewest devices the benchmark needs (default 1); a run with fewer skips it, saying why.
+        min_nodes: fewest nodes it spans (default 1; Milabench's ``*-nodes`` rows: 2); a run on fewer nodes
+            (no ``--nodes``, or a Slurm job with fewer) skips it, saying why.
         entry: script run in the container, relative to the folder.
         requirements: pip requirement lines installed into the group's image.
         group_description: the folder's own description (the image's).
@@ -66,6 +68,7 @@ class Benchmark:
     weight: float
     precision: str
     min_devices: int
+    min_nodes: int
     entry: str
     requirements: tuple[str, ...]
     group_description: str = ""
@@ -278,6 +281,7 @@ def load_group(folder: Path) -> list[Benchmark]:
             weight=f.get("weight", float, 1.0),
             precision=f.get("precision", str, "fp32", choices=PRECISIONS),
             min_devices=f.get("min_devices", int, 1),
+            min_nodes=f.get("min_nodes", int, 1),
             entry=entry,
             requirements=requirements,
             group_description=group.get("description", str),
@@ -287,6 +291,9 @@ def load_group(folder: Path) -> list[Benchmark]:
         ))
         if out[-1].weight < 0:
             raise f.fail("weight", f"is {out[-1].weight}; expected a number >= 0")
+        for need in ("min_devices", "min_nodes"):
+            if getattr(out[-1], need) < 1:
+                raise f.fail(need, f"is {getattr(out[-1], need)}; expected a whole number >= 1")
     return out
 
 

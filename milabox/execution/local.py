@@ -139,9 +139,16 @@ def _records(run_dir: Path) -> dict[str, dict]:
 
 def _run(engine: Engine | None, benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunOptions,
          reporter: RunReporter, stop: interrupts.StopRequest) -> Path:
-    attempts = plan_attempts(benchmarks, vendor, options, reporter.skipped)
+    skipped: dict[str, str] = {}
+
+    def skip(bench: Benchmark, why: str) -> None:
+        skipped[bench.name] = why
+        reporter.skipped(bench, why)
+
+    attempts = plan_attempts(benchmarks, vendor, options, skip)
     if not attempts:
-        raise RunError(f"nothing to run: none of the selected benchmarks runs on vendor {vendor.name}")
+        raise RunError(f"nothing to run: none of the selected benchmarks runs on vendor {vendor.name} with this "
+                       f"run's devices and nodes ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     images: dict[str, tuple[str, str]] = {}
     for group in groups_of([a.benchmark for a in attempts]) if options.runtime != "native" else ():
         tag = benchmark_tag(group, vendor)
@@ -155,8 +162,9 @@ def _run(engine: Engine | None, benchmarks: Sequence[Benchmark], vendor: Vendor,
         "runtime": options.runtime, "command": command,
         "benchmarks": list(dict.fromkeys(a.benchmark.name for a in attempts)),
         "repeat": options.repeat, "until_sem_pct": options.until_sem_pct,
-        # The selection's benchmarks the vendor skips (as runnable() skips them): the score's coverage names them.
-        "excluded": {b.name: b.excluded_vendors[vendor.name] for b in benchmarks if not b.supports(vendor.name)},
+        # The selection's benchmarks this run skips and why (the vendor excludes them, or they need more devices
+        # or nodes than the run has): the score's coverage names them.
+        "excluded": skipped,
         "devices": list(options.devices or ["all"]),
         "images": {g: {"tag": benchmark_tag(g, vendor), "id": i, "ref": r} for g, (r, i) in images.items()},
         "started": now(), "ended": None, "status": "running",

@@ -258,7 +258,11 @@ def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunO
     visible = options.devices or (visible_devices(vendor) if options.nodes is None else None)
     repeats = AUTO_FIRST_REPEATS if options.auto_repeat else 1 if options.until_stable else options.repeat
     attempts = []
+    nnodes = options.nodes.nnodes if options.nodes is not None else 1
     for bench in runnable(benchmarks, vendor, on_skip):
+        if (why := unmet_needs(bench, options.devices or visible, nnodes)) is not None:
+            on_skip(bench, why)
+            continue
         _check_seconds(bench, options)
         device_sets: list[tuple[str, ...]] = [()]
         if bench.plan == "per_device" and visible:
@@ -271,6 +275,27 @@ def plan_attempts(benchmarks: Sequence[Benchmark], vendor: Vendor, options: RunO
     return attempts
 
 
+
+
+def unmet_needs(bench: Benchmark, devices: Sequence[str] | None, nnodes: int) -> str | None:
+    """Why a run cannot hold a benchmark that needs more devices or nodes than it has, if it cannot.
+
+    Args:
+        bench: the benchmark (its ``min_devices`` and ``min_nodes``).
+        devices: the run's devices (``--devices``, else the visible GPUs); None: the host as one device that
+            cannot be counted (a CPU, whose multi-process rows run as gloo processes, or GPUs nothing could
+            count): device needs are then left to the benchmark.
+        nnodes: the run's nodes (1 without ``--nodes``).
+
+    Returns:
+        One line (``needs 2 nodes; this run has 1 (...)``), or None when the run can hold it.
+    """
+    if bench.min_nodes > nnodes:
+        return (f"needs {bench.min_nodes} nodes; this run has {nnodes} (run it with --nodes, or under Slurm with "
+                f"{bench.min_nodes} nodes)")
+    if devices is not None and bench.min_devices > len(devices):
+        return f"needs {bench.min_devices} devices; this run has {len(devices)}"
+    return None
 
 
 def check_resumable(recorded: dict[str, Any], fresh: dict[str, Any], manifest_path: Path) -> None:

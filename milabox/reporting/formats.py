@@ -198,7 +198,7 @@ def device_lines(summary: Summary) -> list[str]:
 
 
 def coverage_line(summary: Summary) -> str:
-    """What the score is over: the weighted rows, and the benchmarks the vendor excluded, with why.
+    """What the score is over: the weighted rows, and the benchmarks the run skipped (excluded for the vendor, or needing more devices or nodes), with why.
 
     Args:
         summary: from ``summarize``.
@@ -209,7 +209,7 @@ def coverage_line(summary: Summary) -> str:
     rows = ", ".join(summary.rows) or "none"
     text = f"Coverage: {len(summary.rows)} weighted row(s) ({rows})"
     if summary.excluded:
-        text += "; excluded for the vendor: " + ", ".join(f"{k} [{v}]" for k, v in summary.excluded.items())
+        text += "; excluded: " + ", ".join(f"{k} [{v}]" for k, v in summary.excluded.items())
     return text
 
 

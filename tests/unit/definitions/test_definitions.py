@@ -81,6 +81,8 @@ def test_unknown_benchmark_suggests_closest():
 @pytest.mark.parametrize(("old", "new", "field"), [
     ('plan = "per_device"', 'plan = "sometimes"', "plan"),
     ("weight = 1.0  # Milabench", 'weight = "heavy"  # Milabench', "variants.bert-tf32-fp16.weight"),
+    ('plan = "per_device"', 'plan = "per_device"\nmin_nodes = 0', "min_nodes"),
+    ('plan = "per_device"', 'plan = "per_device"\nmin_devices = -1', "min_devices"),
 ])
 def test_malformed_benchmark_names_field(benchmarks_copy, old, new, field):
     path = benchmarks_copy / "bert" / "benchmark.toml"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,12 +15,15 @@ from fakes import Behaviour, FakeEngine, ok
 
 from milabox.definitions.benchmarks import all_benchmarks
 from milabox.definitions.vendors import get_vendor
-from milabox.errors import ConfigError
+from milabox.errors import ConfigError, RunError
 from milabox.execution import plan
 from milabox.execution.local import run
 from milabox.execution.plan import RunOptions, core_sets
 from milabox.images.naming import benchmark_tag
+from milabox.reporting.formats import format_report
+from milabox.reporting.summary import summarize
 from milabox.rundir.layout import MANIFEST_NAME, RECORD_NAME
+from milabox.rundir.read import load_run
 
 CPU = get_vendor("cpu")
 BENCHMARKS = all_benchmarks()
@@ -153,3 +157,25 @@ def test_core_sets_follow_numa_nodes_else_split_the_cores(tmp_path):
         core_sets(("0", "1", "2"), str(tmp_path / "none"), cores=range(2))
     with pytest.raises(ConfigError, match="not distinct CPU device numbers"):
         core_sets(("0", "0"), str(tmp_path / "none"), cores=range(2))
+
+
+def test_rows_needing_more_devices_or_nodes_than_the_run_has_are_skipped_and_named_in_the_coverage(tmp_path,
+                                                                                                   four_cores):
+    matmul = BENCHMARKS["matmul-fp32"]
+    two_nodes = dataclasses.replace(matmul, name="matmul-nodes", min_nodes=2)
+    three_devices = dataclasses.replace(matmul, name="matmul-3dev", min_devices=3)
+    engine = _engine("matmul-fp32")
+    folder = run(engine, [matmul, two_nodes, three_devices], CPU,
+                 RunOptions(run_dir=tmp_path / "run", telemetry_interval_s=0, command=("milabox", "run"),
+                            devices=("0", "1")))
+    manifest = json.loads((folder / MANIFEST_NAME).read_text())
+    assert manifest["benchmarks"] == ["matmul-fp32"]
+    assert manifest["excluded"] == {
+        "matmul-nodes": "needs 2 nodes; this run has 1 (run it with --nodes, or under Slurm with 2 nodes)",
+        "matmul-3dev": "needs 3 devices; this run has 2"}
+    assert "excluded: matmul-nodes [needs 2 nodes" in format_report(summarize(load_run(folder)), "table")
+    # Without --devices the CPU is one device that cannot be counted: a multi-device row runs (as gloo processes).
+    assert plan.unmet_needs(three_devices, None, 1) is None
+    assert plan.unmet_needs(two_nodes, None, 2) is None
+    with pytest.raises(RunError, match="nothing to run.*matmul-nodes: needs 2 nodes"):
+        run(engine, [two_nodes], CPU, RunOptions(run_dir=tmp_path / "run2", telemetry_interval_s=0))

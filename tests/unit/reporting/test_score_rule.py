@@ -56,7 +56,7 @@ def test_coverage_names_the_rows_and_what_the_vendor_excluded(tmp_path):
     write_attempt(run, "u", rate=10.0, weight=0.0)
     summary = summarize(load_run(run))
     assert summary.rows == ["a"] and summary.excluded == {"c": "fp16 autocast is a GPU mode"}
-    assert "Coverage: 1 weighted row(s) (a); excluded for the vendor: c [fp16 autocast is a GPU mode]" in \
+    assert "Coverage: 1 weighted row(s) (a); excluded: c [fp16 autocast is a GPU mode]" in \
         format_report(summary, "table")
     assert json.loads(format_report(summary, "json"))["coverage"]["excluded"] == {"c": "fp16 autocast is a GPU mode"}
 

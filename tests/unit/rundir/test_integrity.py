@@ -89,4 +89,4 @@ def test_a_run_records_what_the_vendor_excluded_and_the_report_names_it(tmp_path
                                                  command=("milabox", "run")))
     loaded = load_run(folder)
     assert loaded.manifest.excluded == {"matmul-tf32": benches["matmul-tf32"].excluded_vendors["cpu"]}
-    assert "excluded for the vendor: matmul-tf32 [" in format_report(summarize(loaded), "table")
+    assert "excluded: matmul-tf32 [" in format_report(summarize(loaded), "table")
