@@ -13,6 +13,7 @@ interval of a ratio of two means), ``welch_p``.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -309,33 +310,25 @@ def slow_phase(step_rates: Sequence[float], min_steps: int = SLOW_MIN_STEPS,
         return None
     cut = statistics.median(rates) * (1 - drop)
     slow = [r < cut for r in rates]
-    # Step t's window is the ``width`` steps centred on it (shifted inside the attempt at its ends); prefix
-    # sums count the slow steps of any window at once.
-    before = [0]
-    for flag in slow:
-        before.append(before[-1] + flag)
+    # Step t's window: the ``width`` steps centred on it (shifted inside the attempt at its ends), counted by
+    # prefix sums. A stretch of slow windows is trimmed to its slow steps, with the slow steps next to it taken
+    # in (a centred window misses the first and last few of a short phase).
+    before = list(itertools.accumulate(slow, initial=0))
     half, last_start = width // 2, len(rates) - width
     in_slow = [2 * (before[k + width] - before[k]) > width
                for k in (min(max(0, t - half), last_start) for t in range(len(rates)))]
     best: tuple[int, int] | None = None
-    t = 0
-    while t < len(rates):
-        if not in_slow[t]:
-            t += 1
+    for is_slow, group in itertools.groupby(range(len(rates)), key=in_slow.__getitem__):
+        held = [k for k in group if is_slow and slow[k]]
+        if not held:
             continue
-        end = t
-        while end + 1 < len(rates) and in_slow[end + 1]:
-            end += 1
-        held = [k for k in range(t, end + 1) if slow[k]]  # trim the stretch to its slow steps...
-        if held:
-            first, last = held[0], held[-1]
-            while first > 0 and slow[first - 1]:  # ...and take in the slow steps next to it (a centred window
-                first -= 1                       # misses the first and last few of a short phase)
-            while last + 1 < len(rates) and slow[last + 1]:
-                last += 1
-            if sum(slow[first:last + 1]) >= min_steps and (best is None or last - first > best[1] - best[0]):
-                best = (first, last)
-        t = end + 1
+        first, last = held[0], held[-1]
+        while first > 0 and slow[first - 1]:
+            first -= 1
+        while last + 1 < len(rates) and slow[last + 1]:
+            last += 1
+        if sum(slow[first:last + 1]) >= min_steps and (best is None or last - first > best[1] - best[0]):
+            best = (first, last)
     return best
 
 
