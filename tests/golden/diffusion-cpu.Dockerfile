@@ -1,4 +1,4 @@
-# The diffusion benchmark image (diffusion) for vendor cpu.
+# The diffusion benchmark image (diffusion-single, diffusion-gpus, diffusion-nodes) for vendor cpu.
 # Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:cpu-0.1.0
 
@@ -16,10 +16,10 @@ ENTRYPOINT ["python", "-m", "milabox_runtime"]
 CMD []
 
 LABEL org.opencontainers.image.title="milabox diffusion" \
-      org.opencontainers.image.description="Stable Diffusion UNet training step" \
+      org.opencontainers.image.description="Stable Diffusion 2 training step (frozen VAE + CLIP text encoder, UNet trained)" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.vendor="milabox" \
       milabox.benchmark="diffusion" \
-      milabox.benchmarks="diffusion" \
+      milabox.benchmarks="diffusion-single,diffusion-gpus,diffusion-nodes" \
       milabox.vendor="cpu" \
       milabox.version="0.1.0"

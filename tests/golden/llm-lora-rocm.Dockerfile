@@ -1,4 +1,4 @@
-# The llm-lora benchmark image (llm-lora) for vendor rocm.
+# The llm-lora benchmark image (llm-lora-single, llm-lora-ddp-gpus, llm-lora-ddp-nodes, llm-lora-mp-gpus, llm-full-mp-gpus, llm-full-mp-nodes) for vendor rocm.
 # Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:rocm-0.1.0
 
@@ -16,10 +16,10 @@ ENTRYPOINT ["python", "-m", "milabox_runtime"]
 CMD []
 
 LABEL org.opencontainers.image.title="milabox llm-lora" \
-      org.opencontainers.image.description="Llama-3.1-8B-like LoRA fine-tuning (peft), bf16" \
+      org.opencontainers.image.description="Llama-3.1 fine-tuning (LoRA with peft, or full), single device or FSDP-sharded, bf16" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.vendor="milabox" \
       milabox.benchmark="llm-lora" \
-      milabox.benchmarks="llm-lora" \
+      milabox.benchmarks="llm-lora-single,llm-lora-ddp-gpus,llm-lora-ddp-nodes,llm-lora-mp-gpus,llm-full-mp-gpus,llm-full-mp-nodes" \
       milabox.vendor="rocm" \
       milabox.version="0.1.0"

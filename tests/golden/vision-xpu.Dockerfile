@@ -1,4 +1,4 @@
-# The vision benchmark image (resnet50, convnext_large, convnext_large-fp32, regnet_y_128gf, dinov2-giant, resnet50-ddp) for vendor xpu.
+# The vision benchmark image (resnet50, resnet50-noio, convnext_large-tf32-fp16, convnext_large-fp32, regnet_y_128gf, dinov2-giant-single, dinov2-giant-gpus, lightning-gpus, resnet152-ddp-gpus) for vendor xpu.
 # Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
 FROM milabox/runtime:xpu-0.1.0
 
@@ -20,6 +20,6 @@ LABEL org.opencontainers.image.title="milabox vision" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.vendor="milabox" \
       milabox.benchmark="vision" \
-      milabox.benchmarks="resnet50,convnext_large,convnext_large-fp32,regnet_y_128gf,dinov2-giant,resnet50-ddp" \
+      milabox.benchmarks="resnet50,resnet50-noio,convnext_large-tf32-fp16,convnext_large-fp32,regnet_y_128gf,dinov2-giant-single,dinov2-giant-gpus,lightning-gpus,resnet152-ddp-gpus" \
       milabox.vendor="xpu" \
       milabox.version="0.1.0"

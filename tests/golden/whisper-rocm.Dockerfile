@@ -16,7 +16,7 @@ ENTRYPOINT ["python", "-m", "milabox_runtime"]
 CMD []
 
 LABEL org.opencontainers.image.title="milabox whisper" \
-      org.opencontainers.image.description="Whisper speech-to-text training" \
+      org.opencontainers.image.description="Whisper (encoder) audio-classification training" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.vendor="milabox" \
       milabox.benchmark="whisper" \

@@ -3,22 +3,26 @@
 Two workloads, picked by the config's ``arch``:
 
 - a classifier (``resnet``, ``convnext``, ``regnet``): synthetic images and labels, cross-entropy,
-  SGD, as Milabench's torchvision benchmarks train; with ``ddp = true`` the same step runs under
+  SGD or Adam, as Milabench's torchvision and lightning benchmarks train, from JPEG files decoded by DataLoader
+  workers or from ready-made device tensors; with ``ddp = true`` the same step runs under
   DistributedDataParallel in one process a device (torchrun, see milabox_runtime.distributed);
 - ``vit``: DINOv2-style self-supervised training of a ViT: student and EMA teacher, multi-crop,
-  DINO loss with Sinkhorn-Knopp targets, AdamW with gradient clipping.
+  DINO loss with Sinkhorn-Knopp targets, AdamW with gradient clipping (also under DDP with ``ddp = true``).
 
 Config (MILABOX_CONFIG): arch, model (the architecture's keyword arguments, see models.py),
 batch_size (per process), image_size (classifiers), lr, channels_last (classifiers, default false),
 ddp (default false), nproc (CPU processes of a ddp run, default 1), seed (default 0); for vit also
 crops {global_size, local_size, local_number}, dino {out_dim, hidden_dim, bottleneck_dim, nlayers,
-momentum, teacher_temp, student_temp}, weight_decay, clip_grad; plus precision and the runtime's
-warmup/steps/max_seconds. Images per second count every process' images (global batch).
+momentum, teacher_temp, student_temp}, weight_decay, clip_grad; a classifier's optimizer (sgd or adam, default
+sgd) and loader {images, image_size, num_workers} (JPEG files through DataLoader workers, see loader.py; absent:
+ready-made device tensors); plus precision and the runtime's warmup/steps/max_seconds. Rates count every
+process' images (global batch); the vit rate counts global crops (2 an image), as Milabench's dinov2 does.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 
@@ -39,8 +43,22 @@ def _scaler(torch, run: mr.Run):
     return torch.amp.GradScaler(run.device_type, enabled=run.autocast_dtype == torch.float16)
 
 
+def _optimizer(torch, cfg: dict, params):
+    name = cfg.get("optimizer", "sgd")
+    lr = float(cfg.get("lr", 0.01))
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    raise ValueError(f"config 'optimizer' must be sgd or adam, not {name!r}")
+
+
 def train_classifier(run: mr.Run) -> None:
-    """Train a classifier on synthetic labelled images; DDP across processes when ``ddp`` is set."""
+    """Train a classifier on synthetic labelled images; DDP across processes when ``ddp`` is set.
+
+    With a ``loader`` table the images are JPEG files decoded by DataLoader workers (loader.py), as
+    Milabench's ``--loader pytorch``; without it, ready-made tensors on the device (``synthetic_fixed``).
+    """
     import models
     import torch
     import torch.nn.functional as F
@@ -64,14 +82,21 @@ def train_classifier(run: mr.Run) -> None:
             from torch.nn.parallel import DistributedDataParallel
 
             model = DistributedDataParallel(model, device_ids=None if dev.type == "cpu" else [dev])
-        optimizer = torch.optim.SGD(model.parameters(), lr=float(cfg.get("lr", 0.01)))
+        optimizer = _optimizer(torch, cfg, model.parameters())
         scaler = _scaler(torch, run)
         run.seed(seed + 1 + rank)  # each rank its own images
-        data = [(torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=fmt),
-                 torch.randint(0, num_classes, (batch,), device=dev)) for _ in range(BATCHES)]
+        if "loader" in cfg:
+            data = _jpeg_batches(run, cfg, batch, size, rank, world, ddp)
+        else:
+            fixed = [(torch.randn(batch, 3, size, size, device=dev).contiguous(memory_format=fmt),
+                      torch.randint(0, num_classes, (batch,), device=dev)) for _ in range(BATCHES)]
+            data = itertools.cycle(fixed)
 
-        for step in run.steps(items=batch * world):
-            images, labels = data[step % BATCHES]
+        for _ in run.steps(items=batch * world):
+            images, labels = next(data)
+            if images.device != dev:
+                images = images.to(dev, non_blocking=True).contiguous(memory_format=fmt)
+                labels = labels.to(dev, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             with run.autocast():
                 loss = F.cross_entropy(model(images), labels)
@@ -84,12 +109,44 @@ def train_classifier(run: mr.Run) -> None:
             mr.distributed.destroy_process_group()
 
 
-def train_dino(run: mr.Run) -> None:
-    """DINOv2-style self-distillation of a ViT on synthetic multi-crop batches."""
+def _jpeg_batches(run: mr.Run, cfg: dict, batch: int, size: int, rank: int, world: int, ddp: bool):
+    """Write the JPEG files (untimed, once a node), then an endless iterator of decoded batches."""
+    import loader
+    import torch
+
+    loader.prepare(cfg)
+    if ddp and world > 1:
+        torch.distributed.barrier()  # the node's first rank has written the files
+    dl = loader.make_loader(cfg, batch, size, rank, world, pin=run.device.type != "cpu")
+    if len(dl) < 1:
+        raise ValueError(f"config loader.images ({cfg['loader']['images']}) is below one batch a rank "
+                         f"({batch} x {world} processes)")
+    return loader.batches(dl)
+
+
+def build_student(cfg: dict):
+    """The DINO student of a ``vit`` config: the ViT backbone and the projection head (``net(x)`` = head(backbone(x)))."""
     import dino
     import models
-    import torch
     from torch import nn
+
+    class Student(nn.ModuleDict):
+        def forward(self, x):
+            return self["head"](self["backbone"](x))
+
+    head = cfg.get("dino", {})
+    head_kwargs = {k: head[k] for k in ("out_dim", "hidden_dim", "bottleneck_dim", "nlayers") if k in head}
+    g_size = _positive_int(cfg.get("crops", {}), "global_size", 224)
+    backbone = models.build("vit", {**cfg["model"], "img_size": g_size})
+    return Student({"backbone": backbone, "head": dino.DINOHead(backbone.embed_dim, **head_kwargs)})
+
+
+def train_dino(run: mr.Run) -> None:
+    """DINOv2-style self-distillation of a ViT on synthetic multi-crop batches; DDP across processes with ``ddp``."""
+    import contextlib
+
+    import dino
+    import torch
 
     cfg = run.config
     batch = _positive_int(cfg, "batch_size")
@@ -101,57 +158,70 @@ def train_dino(run: mr.Run) -> None:
     momentum = float(head.get("momentum", 0.994))
     teacher_temp, student_temp = float(head.get("teacher_temp", 0.07)), float(head.get("student_temp", 0.1))
     clip = float(cfg.get("clip_grad", 3.0))
-    run.seed(int(cfg.get("seed", 0)))
-    dev = run.device
+    ddp = bool(cfg.get("ddp", False))
+    rank, world = 0, 1
+    if ddp:
+        rank, world, _ = mr.distributed.init_process_group(run)
+    try:
+        seed = int(cfg.get("seed", 0))
+        run.seed(seed)  # the same initial weights on every rank
+        dev = run.device
+        with dev:  # initialised where it runs: ViT-g has 1.1 billion parameters
+            student = build_student(cfg)
+        teacher = copy.deepcopy(student)  # starts equal to the student, then follows it by EMA
+        for block in teacher["backbone"].blocks:
+            block.drop_path = 0.0  # DINOv2 builds its teacher without stochastic depth
+        student.train()
+        teacher.eval().requires_grad_(False)
+        trained = student
+        if ddp:
+            from torch.nn.parallel import DistributedDataParallel
 
-    head_kwargs = {k: head[k] for k in ("out_dim", "hidden_dim", "bottleneck_dim", "nlayers") if k in head}
-    with dev:  # initialised where it runs: ViT-g has 1.1 billion parameters
-        backbone = models.build("vit", {**cfg["model"], "img_size": g_size})
-        student = nn.ModuleDict({"backbone": backbone, "head": dino.DINOHead(backbone.embed_dim, **head_kwargs)})
-    teacher = copy.deepcopy(student)  # starts equal to the student, then follows it by EMA
-    for block in teacher["backbone"].blocks:
-        block.drop_path = 0.0  # DINOv2 builds its teacher without stochastic depth
-    student.train()
-    teacher.eval().requires_grad_(False)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=float(cfg.get("lr", 3.5e-5)),
-                                  weight_decay=float(cfg.get("weight_decay", 0.04)))
-    scaler = _scaler(torch, run)
-    params = list(student.parameters())
+            trained = DistributedDataParallel(student, device_ids=None if dev.type == "cpu" else [dev])
+        optimizer = torch.optim.AdamW(student.parameters(), lr=float(cfg.get("lr", 3.5e-5)),
+                                      weight_decay=float(cfg.get("weight_decay", 0.04)))
+        scaler = _scaler(torch, run)
+        params = list(student.parameters())
+        run.seed(seed + 1 + rank)  # each rank its own images
 
-    def crop(n: int, s: int) -> torch.Tensor:
-        return torch.randn(n * batch, 3, s, s, device=dev)  # n crops of every image, stacked crop-major
+        def crop(n: int, s: int) -> torch.Tensor:
+            return torch.randn(n * batch, 3, s, s, device=dev)  # n crops of every image, stacked crop-major
 
-    data = [(crop(2, g_size), crop(n_local, l_size) if n_local else None) for _ in range(BATCHES)]
+        data = [(crop(2, g_size), crop(n_local, l_size) if n_local else None) for _ in range(BATCHES)]
+        # The first backward of a step (global crops) only accumulates; the last one all-reduces the sum.
+        first_sync = trained.no_sync if ddp and n_local else contextlib.nullcontext
 
-    def forward(net: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
-        return net["head"](net["backbone"](x))
-
-    # (student view, teacher view) pairs of different views: each global crop against the other's
-    # target, each local crop against both.
-    pairs = 2 + 2 * n_local
-    for step in run.steps(items=batch):
-        global_crops, local_crops = data[step % BATCHES]
-        optimizer.zero_grad(set_to_none=True)
-        with run.autocast():
-            with torch.no_grad():
-                targets = list(dino.sinkhorn_knopp(forward(teacher, global_crops), teacher_temp).chunk(2))
-            total = dino.dino_loss(list(forward(student, global_crops).chunk(2)), targets, student_temp)
-        # Global then local crops, each back-propagated at once: the targets are constants, so the
-        # gradients are those of the summed loss, and only one pass' activations are alive at a time
-        # (ViT-g at batch 32 then fits 80 GB without DINOv2's FSDP fp16 parameters).
-        scaler.scale(total / pairs).backward()
-        if local_crops is not None:
-            with run.autocast():
-                part = dino.dino_loss(list(forward(student, local_crops).chunk(n_local)), targets,
-                                      student_temp, first_view=2)
-            scaler.scale(part / pairs).backward()
-            total = total.detach() + part.detach()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, clip)
-        scaler.step(optimizer)
-        scaler.update()
-        dino.ema_update(teacher, student, momentum)
-        run.loss(total / pairs)
+        # (student view, teacher view) pairs of different views: each global crop against the other's
+        # target, each local crop against both.
+        pairs = 2 + 2 * n_local
+        # Milabench counts collated_global_crops.shape[0] (benchmarks/dinov2/voirfile.py): 2 global crops an image.
+        for step in run.steps(items=2 * batch * world):
+            global_crops, local_crops = data[step % BATCHES]
+            optimizer.zero_grad(set_to_none=True)
+            with first_sync():
+                with run.autocast():
+                    with torch.no_grad():
+                        targets = list(dino.sinkhorn_knopp(teacher(global_crops), teacher_temp).chunk(2))
+                    total = dino.dino_loss(list(trained(global_crops).chunk(2)), targets, student_temp)
+                # Global then local crops, each back-propagated at once: the targets are constants, so the
+                # gradients are those of the summed loss, and only one pass' activations are alive at a time
+                # (ViT-g at batch 32 then fits 80 GB without DINOv2's FSDP fp16 parameters).
+                scaler.scale(total / pairs).backward()
+            if local_crops is not None:
+                with run.autocast():
+                    part = dino.dino_loss(list(trained(local_crops).chunk(n_local)), targets,
+                                          student_temp, first_view=2)
+                scaler.scale(part / pairs).backward()
+                total = total.detach() + part.detach()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, clip)
+            scaler.step(optimizer)
+            scaler.update()
+            dino.ema_update(teacher, student, momentum)
+            run.loss(total / pairs)
+    finally:
+        if ddp:
+            mr.distributed.destroy_process_group()
 
 
 def bench(run: mr.Run) -> None:

@@ -1,0 +1,25 @@
+# The reformer benchmark image (reformer, reformer-fp32) for vendor xpu.
+# Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
+FROM milabox/runtime:xpu-0.1.0
+
+# Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
+# so a code change rebuilds one small layer.
+COPY benchmark/ /opt/milabox/benchmarks/reformer/
+# What the image holds (its rows, each size's config, the docker run flags of xpu), written by milabox:
+# the entrypoint reads it, so a plain `docker run IMAGE` says how to run the image without milabox.
+COPY catalog.json /opt/milabox/benchmarks/reformer/catalog.json
+WORKDIR /opt/milabox/benchmarks/reformer
+ENV MILABOX_RESULTS=/results \
+    MILABOX_CATALOG=/opt/milabox/benchmarks/reformer/catalog.json
+# Under milabox (MILABOX_CONFIG set, no command) it runs the row's script as before; alone it prints its help.
+ENTRYPOINT ["python", "-m", "milabox_runtime"]
+CMD []
+
+LABEL org.opencontainers.image.title="milabox reformer" \
+      org.opencontainers.image.description="Reformer masked-LM training" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.vendor="milabox" \
+      milabox.benchmark="reformer" \
+      milabox.benchmarks="reformer,reformer-fp32" \
+      milabox.vendor="xpu" \
+      milabox.version="0.1.0"
