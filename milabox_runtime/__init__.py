@@ -3,7 +3,7 @@
 It reads the host's environment (MILABOX_CONFIG, MILABOX_RESULTS, MILABOX_DEVICE), runs warm-up
 and measured steps with device-synchronised timing, applies validity gates (non-finite loss, no
 rate) and writes events.jsonl as docs/results-format.md describes. Standard library only at
-import time; torch is imported when first needed.
+import time; torch (or jax, in a jax run) is imported when first needed.
 
 Typical benchmark::
 
@@ -20,6 +20,19 @@ Typical benchmark::
 
     if __name__ == "__main__":
         mr.main(bench)          # exits 0 only if a rate was measured and nothing failed
+
+A JAX benchmark (a ``framework = "jax"`` group) says so, and hands each step's results to the clock, which
+waits for them (``jax.block_until_ready``) before it is read: JAX dispatches work asynchronously::
+
+    def bench(run: mr.Run) -> None:
+        state = ...
+        for step in run.steps(items=cfg["num_envs"] * cfg["num_steps"]):
+            state, loss = train_step(state)
+            run.ready((state, loss))    # required in every measured step of a jax run
+            run.loss(loss)              # NaN/inf check, as for torch
+
+    if __name__ == "__main__":
+        mr.main(bench, framework="jax")  # device, meta and peak memory come from jax; torch is never imported
 
 A benchmark spanning several devices (plan ``all_devices``) calls
 ``mr.distributed.launch_if_needed()`` first in ``__main__`` (torchrun, one process a device) and

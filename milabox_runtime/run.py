@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Self
 
 from . import device as _dev
 from . import distributed as _dist
+from . import jaxdev as _jax
 from . import precision as _prec
 from .errors import NonFiniteLoss, NoRate, Terminated
 from .events import EventWriter
@@ -63,12 +64,15 @@ class Run:
     In a job of several processes (torchrun) only global rank 0 writes events; the other ranks run
     the same loop and still fail (raise) on their own errors. Item counts are the job's: pass the
     global batch (per-rank batch x world size) to :meth:`steps`.
+
+    With ``framework="jax"`` the device, its facts and peak memory come from jax (torch is never imported), and
+    each measured step must hand what it computed to :meth:`ready`: the clock is read once that is computed.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None,
                  results_dir: str | os.PathLike[str] = ".", device: str | None = None,
                  defaults: Mapping[str, Any] | None = None, rank: int = 0, world_size: int = 1,
-                 nnodes: int = 1) -> None:
+                 nnodes: int = 1, framework: str = "torch") -> None:
         """Prepare a run; nothing is written until it is entered.
 
         Args:
@@ -79,11 +83,13 @@ class Run:
             rank: this process' global rank; only rank 0 writes events.
             world_size: processes in the job.
             nnodes: nodes in the job.
+            framework: ``torch`` (default) or ``jax``: what the benchmark computes with (see :meth:`ready`).
 
         Raises:
             ValueError: bad loop controls (warmup < 0, steps < 1, max_seconds <= 0, min_seconds < 0 or above
-                max_seconds), precision, or rank/world_size/nnodes.
+                max_seconds), precision, framework, or rank/world_size/nnodes.
         """
+        self.framework = _jax.check_framework(framework)
         if not (0 <= rank < world_size) or nnodes < 1 or nnodes > world_size:
             raise ValueError(f"invalid layout: rank {rank}, world_size {world_size}, nnodes {nnodes}")
         self.rank, self.world_size, self.nnodes = rank, world_size, nnodes
@@ -108,6 +114,7 @@ class Run:
         self._entered = False
         self._step: int | None = None  # the step in progress, None outside one
         self._step_items: float | None = None  # set by items() for the step in progress
+        self._ready: list[Any] = []  # what ready() was handed in the step in progress
         self._stepping = False
         self.measured_steps = 0
         self.measured_items = 0.0
@@ -117,7 +124,7 @@ class Run:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> Run:
+                 defaults: Mapping[str, Any] | None = None, framework: str = "torch") -> Run:
         """Build a run from MILABOX_CONFIG, MILABOX_RESULTS, MILABOX_DEVICE and torchrun's variables.
 
         RANK, WORLD_SIZE and GROUP_WORLD_SIZE (nodes), set by torchrun, make the run rank-aware;
@@ -126,6 +133,7 @@ class Run:
         Args:
             environ: the environment to read (default: os.environ).
             defaults: values for keys the config lacks.
+            framework: ``torch`` or ``jax`` (see :class:`Run`).
 
         Returns:
             A Run, not yet entered.
@@ -138,22 +146,23 @@ class Run:
         rank, world_size, _, nnodes = _dist.world(env)
         return cls(config=_dist.config_from_env(env), results_dir=env.get("MILABOX_RESULTS") or ".",
                    device=env.get("MILABOX_DEVICE") or None, defaults=defaults, rank=rank,
-                   world_size=world_size, nnodes=nnodes)
+                   world_size=world_size, nnodes=nnodes, framework=framework)
 
     # --- device and precision ------------------------------------------------------------------
 
     @property
     def device_type(self) -> str:
-        """ "cpu", "cuda" or "xpu" (resolved on first use; torch is not needed for "cpu")."""
+        """ "cpu", "cuda" or "xpu" (resolved on first use; torch is not needed for "cpu"; jax's in a jax run)."""
         if self._device_type is None:
-            self._device_type = _dev.resolve_device_type(self._forced_device)
+            resolve = _jax.resolve_device_type if self.framework == "jax" else _dev.resolve_device_type
+            self._device_type = resolve(self._forced_device)
         return self._device_type
 
     @property
     def device(self) -> Any:
-        """The torch.device to run on (imports torch)."""
+        """The torch.device to run on (imports torch); in a jax run, the jax device."""
         if self._device is None:
-            self._device = _dev.make_device(self.device_type)
+            self._device = _jax.first_device() if self.framework == "jax" else _dev.make_device(self.device_type)
         return self._device
 
     @property
@@ -204,7 +213,7 @@ class Run:
                     group=cfg.get("group"), vendor=os.environ.get("MILABOX_VENDOR") or None,
                     process_started=process_started())
         try:
-            torch = _dev.import_torch()
+            torch = None if self.framework == "jax" else _dev.import_torch()
             if torch is not None:
                 _prec.apply_tf32(torch, self.precision)
             self._write("meta", **self._meta(torch))
@@ -222,9 +231,11 @@ class Run:
         kind = self.device_type
         if torch is not None and kind != "cpu":
             self.device  # noqa: B018 - select the device first, so the info describes it
+        jax = {"framework": "jax", "jax": _jax.version()} if self.framework == "jax" else {}
         return {
+            **jax,
             "torch": None if torch is None else torch.__version__,
-            "device": _dev.device_info(kind),
+            "device": _jax.device_info(kind) if jax else _dev.device_info(kind),
             "python": platform.python_version(),
             "hostname": socket.gethostname(),
             "threads": torch.get_num_threads() if torch is not None else _dev.cpu_cores(),
@@ -248,7 +259,8 @@ class Run:
         # A broken device (e.g. after a CUDA error) must not hide the real outcome.
         with contextlib.suppress(Exception):
             if self._device_type is not None:
-                self._write("memory", peak_mb=round(_dev.peak_memory_mb(self._device_type), 1))
+                peak = _jax.peak_memory_mb if self.framework == "jax" else _dev.peak_memory_mb
+                self._write("memory", peak_mb=round(peak(self._device_type), 1))
         if status == "ok":
             self._write("summary", rate=self.measured_items / self.measured_seconds, unit=self.unit,
                         items=self.measured_items, seconds=self.measured_seconds,
@@ -271,7 +283,7 @@ class Run:
 
         Warm-up steps yield -warmup .. -1 and are not timed; measured steps yield 0, 1, ... (the
         same numbers as their ``rate`` and ``loss`` events). The device is synchronised before
-        each clock read. Stops once both ``steps`` measured steps and ``min_seconds`` of measured
+        each clock read; in a jax run, the clock waits for what the step handed to :meth:`ready` instead. Stops once both ``steps`` measured steps and ``min_seconds`` of measured
         time are reached, or once measured time reaches ``max_seconds`` (the hard cap), whichever
         comes first.
 
@@ -286,18 +298,21 @@ class Run:
             RuntimeError: not inside ``with run:``, or steps() is already running.
             ValueError: a step has no item count (neither ``items`` nor :meth:`items`), or a
                 negative or non-finite one.
+            RuntimeError: a measured step of a jax run handed nothing to :meth:`ready`.
         """
         if self._writer is None or not self._entered:
             raise RuntimeError("Run.steps() must be used inside `with run:`")
         if self._stepping:
             raise RuntimeError("Run.steps() is already running")
         self._stepping = True
-        sync = _dev.synchronize
+        jax = self.framework == "jax"
+        sync = (lambda kind: None) if jax else _dev.synchronize  # jax: the step's own outputs are waited for
         kind = self.device_type
         try:
             for step in range(-self.warmup, 0):
                 self._begin(step)
                 yield step
+                self._wait_ready(required=False)  # warm-up work must not spill into the first measured step
                 self._items_of_step(items)  # validate now rather than after the warm-up
                 self.warmup_steps += 1
             step = 0
@@ -316,6 +331,7 @@ class Run:
                 t0 = time.perf_counter()
                 yield step
                 sync(kind)
+                self._wait_ready(required=jax)
                 seconds = time.perf_counter() - t0
                 n = self._items_of_step(items)
                 seconds = max(seconds, 1e-9)  # a clock tick of 0 must not divide by zero
@@ -332,6 +348,35 @@ class Run:
     def _begin(self, step: int) -> None:
         self._step = step
         self._step_items = None
+        self._ready = []
+
+    def ready(self, out: Any) -> Any:
+        """Hand the step's results (any pytree of jax arrays, e.g. the new train state and the loss) to the clock:
+        the step ends once they are computed (``jax.block_until_ready``). Required in every measured step of a jax
+        run, whose work is dispatched asynchronously; a no-op in a torch run (the device is synchronised).
+
+        Args:
+            out: what the step computed.
+
+        Returns:
+            ``out``, unchanged.
+
+        Raises:
+            RuntimeError: called outside a step.
+        """
+        if self._step is None:
+            raise RuntimeError("Run.ready() must be called inside a step of Run.steps()")
+        if self.framework == "jax":
+            self._ready.append(out)
+        return out
+
+    def _wait_ready(self, required: bool) -> None:
+        outs, self._ready = self._ready, []
+        if required and not outs:
+            raise RuntimeError("a jax step must hand what it computed to run.ready(...): jax dispatches "
+                               "asynchronously, and the step's clock waits for those results")
+        for out in outs:
+            _jax.block_until_ready(out)
 
     def _items_of_step(self, default: float | None) -> float:
         n = self._step_items if self._step_items is not None else default
@@ -424,7 +469,7 @@ def _raise_terminated(signum: int, frame: Any) -> NoReturn:
     raise Terminated(f"received signal {signal.Signals(signum).name}")
 
 
-def main(fn: Callable[[Run], Any], defaults: Mapping[str, Any] | None = None) -> NoReturn:
+def main(fn: Callable[[Run], Any], defaults: Mapping[str, Any] | None = None, framework: str = "torch") -> NoReturn:
     """Run ``fn(run)`` inside a run built from the environment, then exit with a status.
 
     The exit code is 0 only when the run succeeded (a rate was measured, nothing raised); the
@@ -434,6 +479,7 @@ def main(fn: Callable[[Run], Any], defaults: Mapping[str, Any] | None = None) ->
     Args:
         fn: the benchmark body; it receives the entered Run.
         defaults: values for keys MILABOX_CONFIG lacks (see :class:`Run`).
+        framework: ``torch`` (default) or ``jax`` (see :class:`Run`).
 
     Raises:
         SystemExit: always; code 0 on success, 143 on SIGTERM, 130 on Ctrl-C, 1 otherwise.
@@ -441,7 +487,7 @@ def main(fn: Callable[[Run], Any], defaults: Mapping[str, Any] | None = None) ->
     with contextlib.suppress(ValueError):  # signal handlers can only be set in the main thread
         signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        run = Run.from_env(defaults=defaults)
+        run = Run.from_env(defaults=defaults, framework=framework)
         with run:
             fn(run)
     except BaseException as exc:  # noqa: BLE001 - every failure must become a non-zero exit

@@ -9,12 +9,14 @@ import click
 
 from milabox.cli.common import selected, vendor_named
 from milabox.cli.options import selection_options, vendor_option
+from milabox.definitions.benchmarks import FRAMEWORKS
 
 
 @click.command()
 @click.argument("benchmark")
 @vendor_option
-@click.option("--runtime", is_flag=True, help="print the vendor's runtime image Dockerfile instead")
+@click.option("--runtime", is_flag=True, help="print the Dockerfile of the vendor's runtime image BENCHMARK builds FROM "
+              "(its framework's) instead")
 @click.option("--base-image", help="render FROM this base instead of the vendor's")
 def render(benchmark: str, vendor: str, runtime: bool, base_image: str | None) -> None:
     """Print the Dockerfile milabox builds for BENCHMARK (a benchmark or group name)."""
@@ -25,7 +27,8 @@ def render(benchmark: str, vendor: str, runtime: bool, base_image: str | None) -
     benches = selected((benchmark,))
     if runtime:
         sources = discover()
-        click.echo(render_runtime(v, base_image, sources, [w.name for w in torch_wheels(sources, v)]), nl=False)
+        click.echo(render_runtime(v, base_image, sources, [w.name for w in torch_wheels(sources, v)],
+                                  framework=benches[0].framework), nl=False)
     else:
         click.echo(render_benchmark(group_members(benches[0].group), v), nl=False)
 
@@ -68,14 +71,16 @@ def build(benchmarks: tuple[str, ...], vendor: str, base_image: str | None, inde
 @click.option("--index-url", help="Python package index (default: pip's configured one, else PyPI)")
 @click.option("--wheelhouse", help="folder of local wheels, e.g. the torch wheel (default: pip's find-links)")
 @click.option("--ca-bundle", help="CA bundle for TLS-intercepting proxies (default: pip's cert setting)")
-def lock(vendor: str, index_url: str | None, wheelhouse: str | None, ca_bundle: str | None) -> None:
+@click.option("--framework", type=click.Choice(FRAMEWORKS), default=FRAMEWORKS[0], show_default=True,
+              help="which lock: torch (<vendor>.txt) or jax (<vendor>-jax.txt, the JAX rows')")
+def lock(vendor: str, index_url: str | None, wheelhouse: str | None, ca_bundle: str | None, framework: str) -> None:
     """Resolve the vendor's joint lock of every benchmark's Python dependencies (exact versions, hashes)."""
     from milabox.cli.display import note
     from milabox.definitions.benchmarks import all_benchmarks
     from milabox.images.lock import generate_lock
     from milabox.images.sources import discover
     generate_lock(vendor_named(vendor), list(all_benchmarks().values()), discover(index_url, wheelhouse, ca_bundle),
-                  on_line=note)
+                  on_line=note, framework=framework)
 
 
 @click.command()

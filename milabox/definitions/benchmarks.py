@@ -23,12 +23,16 @@ from milabox.resources import package_path
 from milabox_runtime.precision import PRECISIONS as RUNTIME_PRECISIONS
 
 PLANS = ("per_device", "all_devices")
+#: What a group's workload is written in: its image is built FROM that framework's runtime image of the vendor
+#: (``milabox/runtime:<vendor>-<version>`` for torch, ``milabox/runtime-jax:<vendor>-<version>`` for jax), installed
+#: from that framework's lock. The first is the default.
+FRAMEWORKS = ("torch", "jax")
 SIZES = ("smoke", "full")
 # One list for host and container: what the in-container runtime can run is what a definition may name.
 PRECISIONS = tuple(RUNTIME_PRECISIONS)
 DEFAULT_TIMEOUT_S = {"smoke": 300, "full": 3600}
 _GROUP_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices", "min_nodes",
-                 "entry", "requirements", "excluded_vendors", "sizes", "variants")
+                 "framework", "entry", "requirements", "excluded_vendors", "sizes", "variants")
 _VARIANT_FIELDS = ("description", "tags", "family", "plan", "unit", "weight", "precision", "min_devices", "min_nodes",
                    "excluded_vendors", "sizes")
 
@@ -50,6 +54,9 @@ class Benchmark:
         min_devices: fewest devices the benchmark needs (default 1); a run with fewer skips it, saying why.
         min_nodes: fewest nodes it spans (default 1; Milabench's ``*-nodes`` rows: 2); a run on fewer nodes
             (no ``--nodes``, or a Slurm job with fewer) skips it, saying why.
+        framework: ``torch`` (default) or ``jax`` (see ``FRAMEWORKS``): which runtime image and lock the group's
+            image is built from. A group field only (all variants share one image); a vendor that does not offer
+            the framework (its ``[jax]`` table says why) skips the row, saying why.
         entry: script run in the container, relative to the folder.
         requirements: pip requirement lines installed into the group's image.
         group_description: the folder's own description (the image's).
@@ -71,6 +78,7 @@ class Benchmark:
     min_nodes: int
     entry: str
     requirements: tuple[str, ...]
+    framework: str = FRAMEWORKS[0]
     group_description: str = ""
     excluded_vendors: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -258,6 +266,7 @@ def load_group(folder: Path) -> list[Benchmark]:
     if not (folder / entry).is_file():
         raise group.fail("entry", f"is {entry!r} but {folder / entry} does not exist")
     requirements = tuple(group.strings("requirements"))
+    framework = group.get("framework", str, FRAMEWORKS[0], choices=FRAMEWORKS)
     group.get("family", str)
     group.reject_unknown(_GROUP_FIELDS)
     out = []
@@ -284,6 +293,7 @@ def load_group(folder: Path) -> list[Benchmark]:
             min_nodes=f.get("min_nodes", int, 1),
             entry=entry,
             requirements=requirements,
+            framework=framework,
             group_description=group.get("description", str),
             excluded_vendors=_excluded(f),
             sizes=_sizes(f),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,28 @@ class LocalBase:
     suite: str = "bookworm"
     variant: str = "minbase"
     mirror: str = ""
+
+
+@dataclass(frozen=True)
+class JaxSupport:
+    """How a vendor gets JAX, from its ``[jax]`` table: exactly one of the two fields is set.
+
+    Attributes:
+        requirement: the exact JAX pin its JAX lock starts from, e.g. ``jax==0.9.2`` (CPU) or
+            ``jax[cuda13]==0.9.2`` (the extra pulls the vendor's plugin wheels from the same index).
+        excluded: why the vendor runs no JAX row (each JAX row is skipped with it).
+    """
+
+    requirement: str = ""
+    excluded: str = ""
+
+    @property
+    def version(self) -> str:
+        """The pinned JAX version (after ``==``), or empty."""
+        return self.requirement.partition("==")[2].strip()
+
+
+_JAX_PIN = re.compile(r"^jax(\[[A-Za-z0-9_,-]+\])?==[0-9][^\s;]*$")
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,8 @@ class Vendor:
             (default: no requirement).
         environment: variables every container of the vendor gets, name -> value, from the ``[environment]``
             table (default none), e.g. ``HIPBLASLT_ALLOW_TF32`` on ROCm.
+        jax: how the vendor gets JAX (``[jax]``: ``requirement`` or ``excluded``; a file without the table runs no
+            JAX row, saying so).
         passthrough: the device passthrough request.
         local_base: debootstrap recipe for a locally made base, or None.
         path: the data file.
@@ -121,9 +146,18 @@ class Vendor:
     apptainer_flags: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     requires_cuda: tuple[int, int] | None = None
+    jax: JaxSupport = field(default_factory=lambda: JaxSupport(excluded="its vendor file has no [jax] table"))
     passthrough: Passthrough = field(default_factory=Passthrough)
     local_base: LocalBase | None = None
     path: Path = Path()
+
+    def framework_excluded(self, framework: str) -> str:
+        """Why the vendor runs no row of the framework (``torch`` or ``jax``), or empty where it does."""
+        return self.jax.excluded if framework == "jax" else ""
+
+    def framework_version(self, framework: str) -> str:
+        """The exact version of the framework the vendor's runtime image for it carries."""
+        return self.jax.version if framework == "jax" else self.torch_version
 
     @property
     def torch_from_image(self) -> bool:
@@ -173,6 +207,16 @@ def load_vendor_file(path: Path) -> Vendor:
     cuda = f.get("requires_cuda", str, "")
     if cuda and not (len(cuda.split(".")) == 2 and all(p.isdigit() for p in cuda.split("."))):
         raise f.fail("requires_cuda", f"is {cuda!r}; expected MAJOR.MINOR, e.g. \"13.0\"")
+    jax = JaxSupport(excluded="its vendor file has no [jax] table")
+    if "jax" in f.table:
+        jt = f.sub("jax")
+        jax = JaxSupport(requirement=jt.get("requirement", str, "").strip(), excluded=jt.get("excluded", str, "").strip())
+        if bool(jax.requirement) == bool(jax.excluded):
+            raise jt.fail("requirement", "and jax.excluded: set exactly one (the JAX pin, or why there is no JAX)")
+        if jax.requirement and not _JAX_PIN.match(jax.requirement):
+            raise jt.fail("requirement", f"is {jax.requirement!r}; expected an exact pin such as jax==0.9.2 or "
+                          "jax[cuda13]==0.9.2")
+        jt.reject_unknown()
     local_base = None
     if "local_base" in f.table:
         lb = f.sub("local_base")
@@ -199,6 +243,7 @@ def load_vendor_file(path: Path) -> Vendor:
         apptainer_flags=tuple(f.strings("apptainer_flags")),
         environment=tuple(sorted(environment.items())),
         requires_cuda=tuple(int(p) for p in cuda.split(".")) if cuda else None,  # type: ignore[arg-type]
+        jax=jax,
         passthrough=passthrough,
         local_base=local_base,
         path=path,

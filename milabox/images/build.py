@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Protocol
 
 from milabox import __version__
-from milabox.definitions.benchmarks import Benchmark, all_benchmarks, group_members
+from milabox.definitions.benchmarks import FRAMEWORKS, Benchmark, all_benchmarks, group_members
 from milabox.definitions.vendors import Vendor
 from milabox.engine import Engine
 from milabox.errors import BuildError
 from milabox.images.base import resolve_base
 from milabox.images.catalog import catalog_json
 from milabox.images.lock import check_lock, lock_path
-from milabox.images.naming import benchmark_tag, groups_of, runnable, runtime_tag
+from milabox.images.naming import benchmark_tag, frameworks_of, groups_of, runnable, runtime_name, runtime_tag
 from milabox.images.render import INSTALLERS, TEMPLATES_DIR, dockerfile_hash, render_benchmark, render_runtime
 from milabox.images.sources import PackageSources, torch_wheels
 from milabox.origin import source_commit
@@ -129,8 +129,8 @@ def _uv_binary() -> Path:
 
 def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, reporter: BuildReporter, log_dir: Path,
                   base_image: str | None = None, no_cache: bool = False, tag: str | None = None,
-                  installer: str = INSTALLERS[0]) -> BuildResult:
-    """Build a vendor's runtime image (base + Python + torch + the in-container runtime).
+                  installer: str = INSTALLERS[0], framework: str = FRAMEWORKS[0]) -> BuildResult:
+    """Build a vendor's runtime image for a framework (base + Python + torch or jax + the in-container runtime).
 
     Args:
         engine: the engine.
@@ -142,6 +142,7 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         no_cache: rebuild every layer.
         tag: the image tag (default: the vendor's runtime tag).
         installer: what installs the lock, one of :data:`~milabox.images.render.INSTALLERS` (default ``uv``).
+        framework: ``torch`` (default) or ``jax`` (its own lock and tag; see :func:`~milabox.images.naming.runtime_tag`).
 
     Returns:
         The built image.
@@ -151,11 +152,13 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         BaseImageMissing: no base image is present or pullable.
         BuildError: a step failed (the message names the step and points to the log).
     """
-    lock = check_lock(vendor, list(all_benchmarks().values()))
+    lock = check_lock(vendor, list(all_benchmarks().values()), framework)
     base = resolve_base(engine, vendor, base_image)
-    # A base image that ships torch needs no torch wheel (torch_source "image"; the Dockerfile checks its version).
-    wheels = [] if vendor.torch_from_image else torch_wheels(sources, vendor)
-    dockerfile = render_runtime(vendor, base, sources, [w.name for w in wheels], installer)
+    # A base image that ships torch needs no torch wheel (torch_source "image"; the Dockerfile checks its version),
+    # and a JAX runtime none at all.
+    torch = framework == FRAMEWORKS[0]
+    wheels = torch_wheels(sources, vendor) if torch and not vendor.torch_from_image else []
+    dockerfile = render_runtime(vendor, base, sources, [w.name for w in wheels], installer, framework)
     with tempfile.TemporaryDirectory(prefix="milabox-build-") as tmp:
         context = Path(tmp)
         (context / "Dockerfile").write_text(dockerfile)
@@ -169,13 +172,14 @@ def build_runtime(engine: Engine, vendor: Vendor, sources: PackageSources, repor
         for wheel in wheels:
             _place(wheel, context / "wheelhouse" / wheel.name)
         base_info = engine.image(base)
-        labels = _labels("runtime", vendor, dockerfile, {"milabox.base_image": base,
+        name = runtime_name(framework)
+        labels = _labels(name, vendor, dockerfile, {"milabox.base_image": base,
                                                          "milabox.base_image_id": base_info.id if base_info else "",
                                                          "milabox.lock": lock.name,
                                                          "milabox.lock_sha256": _sha256(lock)},
                          (str(runtime_package()), str(TEMPLATES_DIR / "runtime.Dockerfile.j2"),
-                          str(vendor.path), str(lock_path(vendor))))
-        return _run_build(engine, "runtime", context, tag or runtime_tag(vendor), labels, log_dir,
+                          str(vendor.path), str(lock_path(vendor, framework))))
+        return _run_build(engine, name, context, tag or runtime_tag(vendor, framework), labels, log_dir,
                           sources.network_mode, reporter, no_cache)
 
 
@@ -205,7 +209,7 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
         (context / "Dockerfile").write_text(dockerfile)
         shutil.copytree(benchmarks[0].folder, context / "benchmark", ignore=_IGNORE)
         (context / CATALOG_NAME).write_text(catalog_json(benchmarks, vendor))
-        runtime = engine.image(runtime_tag(vendor))
+        runtime = engine.image(runtime_tag(vendor, benchmarks[0].framework))
         labels = _labels(group, vendor, dockerfile, {"milabox.runtime_image_id": runtime.id if runtime else ""},
                          (str(benchmarks[0].folder), str(TEMPLATES_DIR / "benchmark.Dockerfile.j2")))
         return _run_build(engine, group, context, benchmark_tag(group, vendor), labels, log_dir,
@@ -215,18 +219,20 @@ def build_group(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor,
 def build(engine: Engine, benchmarks: Sequence[Benchmark], vendor: Vendor, sources: PackageSources,
           reporter: BuildReporter, log_dir: Path, base_image: str | None = None,
           no_cache: bool = False, on_skip: Callable[[Benchmark, str], None] | None = None) -> list[BuildResult]:
-    """Build the runtime image and every selected benchmark group's image for one vendor.
+    """Build the runtime image of each framework the selection uses and every selected benchmark group's image for
+    one vendor.
 
     Benchmarks the vendor is excluded from are skipped (``on_skip`` hears why).
 
     Returns:
-        The runtime image's result, then one per group.
+        The runtime images' results (torch first), then one per group.
 
     Raises:
         BaseImageMissing, BuildError: see :func:`build_runtime` and :func:`build_group`.
     """
     supported = runnable(benchmarks, vendor, on_skip)
-    results = [build_runtime(engine, vendor, sources, reporter, log_dir, base_image, no_cache)]
+    results = [build_runtime(engine, vendor, sources, reporter, log_dir, base_image, no_cache, framework=framework)
+               for framework in frameworks_of(supported)]
     for group in groups_of(supported):
         results.append(build_group(engine, group_members(group), vendor, sources, reporter, log_dir, no_cache))
     return results

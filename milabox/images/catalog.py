@@ -17,7 +17,7 @@ from milabox import __version__
 from milabox.definitions.benchmarks import SIZES, Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.engine import BindMount, ContainerRequest
-from milabox.images.naming import benchmark_tag
+from milabox.images.naming import benchmark_tag, exclusion
 from milabox_runtime.cli import CATALOG_FORMAT, RESULTS_MOUNT
 
 #: What the reader's shell puts in: the host user (milabox passes its own uid:gid) and a results folder.
@@ -79,8 +79,8 @@ def catalog(benchmarks: Sequence[Benchmark], vendor: Vendor) -> dict[str, Any]:
         "sizes": list(SIZES),
         "benchmarks": [{"name": b.name, "description": b.description, "unit": b.unit, "precision": b.precision,
                         "plan": b.plan, "sizes": {size: b.config(size) for size in SIZES}}
-                       for b in benchmarks if b.supports(vendor.name)],
-        "excluded": {b.name: b.excluded_vendors[vendor.name] for b in benchmarks if not b.supports(vendor.name)},
+                       for b in benchmarks if not exclusion(b, vendor)],
+        "excluded": {b.name: exclusion(b, vendor) for b in benchmarks if exclusion(b, vendor)},
         "docker_run": docker_run_flags(vendor),
         "flags_source": f"milabox/vendors/{vendor.path.name or vendor.name + '.toml'} [passthrough], as "
                         "milabox/execution/requests.py passes them",

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 
 from milabox import __version__
-from milabox.definitions.benchmarks import Benchmark
+from milabox.definitions.benchmarks import FRAMEWORKS, Benchmark
 from milabox.definitions.vendors import Vendor
 from milabox.errors import ConfigError
 from milabox.images.naming import runtime_tag
@@ -52,8 +52,10 @@ def _render(template: str, **context: object) -> str:
 
 
 def render_runtime(vendor: Vendor, base_image: str | None = None, sources: PackageSources | None = None,
-                   torch_wheels: Sequence[str] = (), installer: str = INSTALLERS[0]) -> str:
-    """Render a vendor's runtime Dockerfile.
+                   torch_wheels: Sequence[str] = (), installer: str = INSTALLERS[0],
+                   framework: str = FRAMEWORKS[0]) -> str:
+    """Render a vendor's runtime Dockerfile for a framework (one template: only the lock, the version checked and
+    where torch comes from differ).
 
     Args:
         vendor: the vendor.
@@ -62,6 +64,8 @@ def render_runtime(vendor: Vendor, base_image: str | None = None, sources: Packa
         torch_wheels: torch wheel file names copied into the build from a wheelhouse; none means the
             vendor's torch index is used. Ignored where the base image ships torch (``torch_source = "image"``).
         installer: what installs the lock in the build stage, one of :data:`INSTALLERS` (default ``uv``).
+        framework: ``torch`` (default: the lock ``<vendor>.txt``) or ``jax`` (``<vendor>-jax.txt``, from the package
+            index alone: torch wheels, torch index and a base image's torch play no part).
 
     Returns:
         The Dockerfile text.
@@ -69,11 +73,20 @@ def render_runtime(vendor: Vendor, base_image: str | None = None, sources: Packa
     Raises:
         ConfigError: the installer is not one of :data:`INSTALLERS`, or the template refers to something not given.
     """
+    from milabox.images.lock import lock_path  # lock imports naming, which this module's callers import first
+
     if installer not in INSTALLERS:
         raise ConfigError(f"installer {installer!r}: not one of {', '.join(INSTALLERS)}")
+    torch = framework == FRAMEWORKS[0]
+    from_image = torch and vendor.torch_from_image
+    wheels = list(torch_wheels) if torch and not from_image else []
     return _render("runtime.Dockerfile.j2", vendor=vendor, base_image=base_image or vendor.base_image,
-                   sources=sources or PackageSources(),
-                   torch_wheels=[] if vendor.torch_from_image else list(torch_wheels), installer=installer)
+                   sources=sources or PackageSources(), torch_wheels=wheels, installer=installer,
+                   framework=framework, framework_version=vendor.framework_version(framework), from_image=from_image,
+                   extra_index=vendor.torch_index if torch and not from_image and not wheels else "",
+                   lock_name=lock_path(vendor, framework).name,
+                   kind="runtime" if torch else f"{framework.upper()} runtime",
+                   rows="benchmark" if torch else f"{framework.upper()} benchmark")
 
 
 def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
@@ -90,6 +103,7 @@ def render_benchmark(benchmarks: Sequence[Benchmark], vendor: Vendor) -> str:
         ConfigError: the template refers to something not given.
     """
     first = benchmarks[0]
-    return _render("benchmark.Dockerfile.j2", vendor=vendor, runtime_image=runtime_tag(vendor), group=first.group,
+    return _render("benchmark.Dockerfile.j2", vendor=vendor, runtime_image=runtime_tag(vendor, first.framework),
+                   group=first.group,
                    names=[b.name for b in benchmarks], description=first.group_description,
                    catalog=CATALOG_NAME, catalog_env=CATALOG_ENV, results_mount=RESULTS_MOUNT)

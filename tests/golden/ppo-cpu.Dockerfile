@@ -1,6 +1,6 @@
 # The ppo benchmark image (ppo) for vendor cpu.
 # Rendered by milabox 0.1.0 from milabox/images/templates/benchmark.Dockerfile.j2; edit the template, not this file.
-FROM milabox/runtime:cpu-0.1.0
+FROM milabox/runtime-jax:cpu-0.1.0
 
 # Its Python dependencies are in the runtime image (the vendor's joint lock): only the code is added here,
 # so a code change rebuilds one small layer.
@@ -16,7 +16,7 @@ ENTRYPOINT ["python", "-m", "milabox_runtime"]
 CMD []
 
 LABEL org.opencontainers.image.title="milabox ppo" \
-      org.opencontainers.image.description="PPO on a device-simulated batched environment" \
+      org.opencontainers.image.description="PPO on brax hopper (JAX, purejaxrl)" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.vendor="milabox" \
       milabox.benchmark="ppo" \

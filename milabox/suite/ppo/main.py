@@ -1,185 +1,177 @@
-"""PPO throughput (env steps/s) on a batched environment simulated on the device in plain torch.
+"""PPO in JAX on a brax environment (Milabench's ppo: purejaxrl's PPO on brax's hopper); measures env steps/s.
 
-The environment is a vectorised point-mass reacher: each of ``num_envs`` bodies in ``dim`` dimensions is pushed
-by a continuous force (the action) towards its own goal, with damping, a reward of minus the distance (and a
-small action cost), and a fixed episode length after which the env resets itself (episodes start staggered,
-so resets are spread over steps). Everything (state, physics, resets) is tensors on the device: no host
-round trip, as with Milabench's on-device environments (purejaxrl/brax).
+purejaxrl's continuous PPO, written here in JAX, flax and optax: brax's ``hopper`` (``positional`` backend) in
+brax's episode (1000 steps) and auto-reset wrappers, vmapped over ``num_envs`` envs, actions clipped to [-1, 1],
+observations and rewards normalised by running statistics (purejaxrl's NormalizeVecObservation and
+NormalizeVecReward). The actor-critic is purejaxrl's: two ``hidden``-wide tanh layers each for the Gaussian policy
+(a learned log-std) and the value, orthogonal init. One measured step is one jitted PPO update: a rollout of
+``num_steps`` steps of every env (``jax.lax.scan``), GAE, then ``update_epochs`` epochs of ``num_minibatches``
+clipped-objective Adam updates on the shuffled rollout. Its items are num_envs x num_steps env steps. The step's
+new state and loss go to ``run.ready`` (the clock waits for them); its mean total loss is the run's loss.
 
-One measured step is one PPO iteration, the unit of work of Milabench's purejaxrl PPO: a rollout of
-``num_steps`` steps of all ``num_envs`` envs (policy forward, Gaussian sampling, env step), GAE, then
-``update_epochs`` epochs of ``num_minibatches`` clipped-objective Adam updates on the rollout. Its item count
-is num_envs x num_steps: an env step here is one transition of one environment, and the rate is environment
-steps per second of the whole loop (acting and learning), like Milabench's ppo ``steps/s``.
-
-Config (MILABOX_CONFIG): num_envs, num_steps (rollout length), update_epochs, num_minibatches, hidden (MLP
-width), dim (point-mass dimensions; obs 3*dim, action dim), episode_len, plus optional lr (3e-4), gamma
-(0.99), gae_lambda (0.95), clip_eps (0.2), vf_coef (0.5), ent_coef (0.0), max_grad_norm (0.5), seed (0),
-and the runtime's warmup/steps/max_seconds. fp32 only.
+Config keys (MILABOX_CONFIG): env_name, backend, num_envs, num_steps, update_epochs, num_minibatches, hidden,
+lr, gamma, gae_lambda, clip_eps, ent_coef, vf_coef, max_grad_norm, seed, plus warmup, steps, min_seconds and
+max_seconds. fp32 only.
 """
 
 from __future__ import annotations
 
-import math
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # as Milabench's main.py: allocate as needed
 
 import milabox_runtime as mr
 
-DT = 0.05
-DAMPING = 0.5
-GOAL_RADIUS = 0.1
+# purejaxrl's defaults in Milabench benchmarks/purejaxrl/ppo.py (Arguments; mila-iqia/milabench@faf3923).
+DEFAULTS = {"unit": "env steps/s", "env_name": "hopper", "backend": "positional", "hidden": 256, "lr": 3e-4,
+            "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2, "ent_coef": 0.0, "vf_coef": 0.5,
+            "max_grad_norm": 0.5, "seed": 30}
+EPISODE_LENGTH = 1000  # purejaxrl's BraxGymnaxWrapper
 
 
-class PointMassEnv:
-    """``n`` point masses in ``dim`` dimensions reaching random goals; all state lives on ``device``."""
+def make_network(action_dim: int, hidden: int):
+    """purejaxrl's ActorCritic: (mean, log_std, value) of an observation."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+    import numpy as np
+    from flax.linen.initializers import constant, orthogonal
 
-    def __init__(self, torch, n: int, dim: int, episode_len: int, device, generator) -> None:
-        self.torch, self.n, self.dim, self.episode_len, self.gen = torch, n, dim, episode_len, generator
-        self.pos = torch.zeros(n, dim, device=device)
-        self.vel = torch.zeros(n, dim, device=device)
-        self.goal = torch.zeros(n, dim, device=device)
-        # Staggered episode clocks, so that resets are spread over steps rather than all at once.
-        self.t = torch.randint(0, episode_len, (n,), device=device, generator=generator)
-        self._reset(torch.ones(n, dtype=torch.bool, device=device))
+    class ActorCritic(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            def dense(width, scale):
+                return nn.Dense(width, kernel_init=orthogonal(scale), bias_init=constant(0.0))
 
-    @property
-    def obs_dim(self) -> int:
-        return 3 * self.dim
+            a = nn.tanh(dense(hidden, np.sqrt(2))(x))
+            a = nn.tanh(dense(hidden, np.sqrt(2))(a))
+            mean = dense(action_dim, 0.01)(a)
+            log_std = self.param("log_std", nn.initializers.zeros, (action_dim,))
+            c = nn.tanh(dense(hidden, np.sqrt(2))(x))
+            c = nn.tanh(dense(hidden, np.sqrt(2))(c))
+            return mean, log_std, jnp.squeeze(dense(1, 1.0)(c), axis=-1)
 
-    def _uniform(self, *shape):
-        return self.torch.rand(*shape, device=self.pos.device, generator=self.gen) * 2 - 1
-
-    def _reset(self, mask) -> None:
-        """Restart the masked envs: new position and goal in [-1, 1]^dim, at rest (branch-free)."""
-        m = mask.unsqueeze(-1)
-        self.pos = self.torch.where(m, self._uniform(self.n, self.dim), self.pos)
-        self.goal = self.torch.where(m, self._uniform(self.n, self.dim), self.goal)
-        self.vel = self.torch.where(m, self.torch.zeros_like(self.vel), self.vel)
-
-    def observe(self):
-        return self.torch.cat([self.pos, self.vel, self.goal - self.pos], dim=-1)
-
-    def step(self, action):
-        """Advance every env by one step; returns (next obs, reward, done), done envs already reset."""
-        a = action.clamp(-1.0, 1.0)
-        self.vel = self.vel * (1 - DAMPING * DT) + a * DT
-        self.pos = (self.pos + self.vel * DT).clamp(-2.0, 2.0)
-        dist = (self.goal - self.pos).norm(dim=-1)
-        reward = -dist - 0.01 * (a * a).sum(-1) + (dist < GOAL_RADIUS).float()
-        self.t = self.t + 1
-        done = self.t >= self.episode_len
-        self.t = self.torch.where(done, self.torch.zeros_like(self.t), self.t)
-        self._reset(done)
-        return self.observe(), reward, done.float()
+    return ActorCritic()
 
 
-def make_agent(torch, obs_dim: int, act_dim: int, hidden: int):
-    """Separate actor and critic MLPs (tanh, two hidden layers) with orthogonal init, as purejaxrl's PPO."""
-    nn = torch.nn
+def make_update(cfg, env, network, tx):
+    """The jitted PPO update: state -> (state, mean total loss)."""
+    import jax
+    import jax.numpy as jnp
 
-    def layer(i, o, gain):
-        lin = nn.Linear(i, o)
-        nn.init.orthogonal_(lin.weight, gain)
-        nn.init.zeros_(lin.bias)
-        return lin
+    n_envs, n_steps, n_mb = cfg["num_envs"], cfg["num_steps"], cfg["num_minibatches"]
+    gamma, lam, clip = cfg["gamma"], cfg["gae_lambda"], cfg["clip_eps"]
 
-    class Agent(nn.Module):
-        def __init__(self):
-            super().__init__()
-            g = math.sqrt(2)
-            self.actor = nn.Sequential(layer(obs_dim, hidden, g), nn.Tanh(), layer(hidden, hidden, g), nn.Tanh(),
-                                       layer(hidden, act_dim, 0.01))
-            self.critic = nn.Sequential(layer(obs_dim, hidden, g), nn.Tanh(), layer(hidden, hidden, g), nn.Tanh(),
-                                        layer(hidden, 1, 1.0))
-            self.log_std = nn.Parameter(torch.zeros(act_dim))
+    def log_prob(x, mean, log_std):
+        return jnp.sum(-0.5 * ((x - mean) / jnp.exp(log_std)) ** 2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 
-        def forward(self, obs):
-            # No argument validation: it reads values back to the host, a device sync on every call.
-            dist = torch.distributions.Normal(self.actor(obs), self.log_std.exp(), validate_args=False)
-            return dist, self.critic(obs).squeeze(-1)
+    def env_step(carry, _):
+        params, env_state, obs_stats, rew_stats, ret, obs, key = carry
+        key, k = jax.random.split(key)
+        mean, log_std, value = network.apply(params, obs)
+        action = mean + jnp.exp(log_std) * jax.random.normal(k, mean.shape)
+        env_state = jax.vmap(env.step)(env_state, jnp.clip(action, -1.0, 1.0))
+        done = env_state.done
+        obs_stats = update_stats(obs_stats, env_state.obs)
+        ret = ret * gamma * (1 - done) + env_state.reward
+        rew_stats = update_stats(rew_stats, ret)
+        reward = env_state.reward / jnp.sqrt(rew_stats[1] + 1e-8)
+        step = (done, action, value, reward, log_prob(action, mean, log_std), obs)
+        return (params, env_state, obs_stats, rew_stats, ret, normalize(env_state.obs, obs_stats), key), step
 
-    return Agent()
+    def loss_fn(params, batch):
+        action, old_value, old_logp, obs, gae, target = batch
+        mean, log_std, value = network.apply(params, obs)
+        clipped = old_value + jnp.clip(value - old_value, -clip, clip)
+        v_loss = 0.5 * jnp.maximum(jnp.square(value - target), jnp.square(clipped - target)).mean()
+        ratio = jnp.exp(log_prob(action, mean, log_std) - old_logp)
+        gae = (gae - gae.mean()) / (gae.std() + 1e-8)
+        actor = -jnp.minimum(ratio * gae, jnp.clip(ratio, 1.0 - clip, 1.0 + clip) * gae).mean()
+        entropy = jnp.sum(0.5 + 0.5 * jnp.log(2 * jnp.pi) + log_std)
+        return actor + cfg["vf_coef"] * v_loss - cfg["ent_coef"] * entropy
+
+    def minibatch(carry, batch):
+        params, opt_state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (jax.tree_util.tree_map(lambda p, u: p + u, params, updates), opt_state), loss
+
+    def epoch(carry, _):
+        params, opt_state, data, key = carry
+        key, k = jax.random.split(key)
+        order = jax.random.permutation(k, n_envs * n_steps)
+        batches = jax.tree_util.tree_map(lambda x: x[order].reshape((n_mb, -1) + x.shape[1:]), data)
+        (params, opt_state), losses = jax.lax.scan(minibatch, (params, opt_state), batches)
+        return (params, opt_state, data, key), losses
+
+    def update(state):
+        params, opt_state, env_state, obs_stats, rew_stats, ret, obs, key = state
+        carry = (params, env_state, obs_stats, rew_stats, ret, obs, key)
+        carry, (done, action, value, reward, logp, seen) = jax.lax.scan(env_step, carry, None, n_steps)
+        _, env_state, obs_stats, rew_stats, ret, obs, key = carry
+        _, _, last_value = network.apply(params, obs)
+
+        def gae_step(carry, step):
+            gae, next_value = carry
+            d, v, r = step
+            delta = r + gamma * next_value * (1 - d) - v
+            gae = delta + gamma * lam * (1 - d) * gae
+            return (gae, v), gae
+
+        _, adv = jax.lax.scan(gae_step, (jnp.zeros_like(last_value), last_value), (done, value, reward),
+                              reverse=True, unroll=16)
+        flat = jax.tree_util.tree_map(lambda x: x.reshape((n_envs * n_steps,) + x.shape[2:]),
+                                      (action, value, logp, seen, adv, adv + value))
+        key, k = jax.random.split(key)
+        (params, opt_state, _, _), losses = jax.lax.scan(epoch, (params, opt_state, flat, k), None,
+                                                         cfg["update_epochs"])
+        return (params, opt_state, env_state, obs_stats, rew_stats, ret, obs, key), losses.mean()
+
+    return jax.jit(update)
+
+
+def update_stats(stats, x):
+    """Running mean, variance and count merged with a batch (purejaxrl's NormalizeVec* wrappers)."""
+    mean, var, count = stats
+    b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
+    delta, total = b_mean - mean, count + b_count
+    m2 = var * count + b_var * b_count + delta**2 * count * b_count / total
+    return mean + delta * b_count / total, m2 / total, total
+
+
+def normalize(x, stats):
+    return (x - stats[0]) / (stats[1] + 1e-8) ** 0.5
 
 
 def bench(run: mr.Run) -> None:
-    """Run PPO iterations; each measured step is one rollout plus its update."""
-    import torch
+    import jax
+    import jax.numpy as jnp
+    import optax
+    from brax import envs
+    from brax.envs.wrappers.training import AutoResetWrapper, EpisodeWrapper
 
     cfg = run.config
-    if run.precision != "fp32":
-        raise ValueError(f"ppo runs fp32, not {run.precision}")
-    n_envs, n_steps = int(cfg["num_envs"]), int(cfg["num_steps"])
-    epochs, n_mb = int(cfg["update_epochs"]), int(cfg["num_minibatches"])
-    dim, hidden, episode_len = int(cfg.get("dim", 3)), int(cfg["hidden"]), int(cfg.get("episode_len", 200))
-    batch = n_envs * n_steps
-    if min(n_envs, n_steps, epochs, n_mb, dim, hidden, episode_len) < 1 or batch % n_mb:
-        raise ValueError(f"num_envs, num_steps, update_epochs, num_minibatches, dim, hidden and episode_len must "
-                         f"be >= 1 and num_envs*num_steps ({batch}) a multiple of num_minibatches ({n_mb})")
-    gamma, lam = float(cfg.get("gamma", 0.99)), float(cfg.get("gae_lambda", 0.95))
-    clip_eps, vf_coef = float(cfg.get("clip_eps", 0.2)), float(cfg.get("vf_coef", 0.5))
-    ent_coef, max_norm = float(cfg.get("ent_coef", 0.0)), float(cfg.get("max_grad_norm", 0.5))
-    seed = int(cfg.get("seed", 0))
-    run.seed(seed)
-    dev = run.device
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(seed)
-
-    env = PointMassEnv(torch, n_envs, dim, episode_len, dev, gen)
-    agent = make_agent(torch, env.obs_dim, dim, hidden).to(dev)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=float(cfg.get("lr", 3e-4)), eps=1e-5)
-    obs = env.observe()
-    # Rollout storage, allocated once.
-    buf_obs = torch.zeros(n_steps, n_envs, env.obs_dim, device=dev)
-    buf_act = torch.zeros(n_steps, n_envs, dim, device=dev)
-    buf_logp, buf_val, buf_rew, buf_done = (torch.zeros(n_steps, n_envs, device=dev) for _ in range(4))
-    mb_size = batch // n_mb
-    reward_sum = torch.zeros((), device=dev)
-
-    for _ in run.steps(items=batch):
-        with torch.no_grad():
-            for t in range(n_steps):
-                dist, value = agent(obs)
-                action = dist.sample()
-                buf_obs[t], buf_act[t] = obs, action
-                buf_logp[t], buf_val[t] = dist.log_prob(action).sum(-1), value
-                obs, buf_rew[t], buf_done[t] = env.step(action)
-            _, next_value = agent(obs)
-            # GAE, backwards over the rollout; done[t] cuts the bootstrap from step t's successor.
-            adv = torch.zeros_like(buf_rew)
-            gae = torch.zeros(n_envs, device=dev)
-            for t in reversed(range(n_steps)):
-                nxt = next_value if t == n_steps - 1 else buf_val[t + 1]
-                live = 1.0 - buf_done[t]
-                delta = buf_rew[t] + gamma * nxt * live - buf_val[t]
-                gae = delta + gamma * lam * live * gae
-                adv[t] = gae
-            returns = adv + buf_val
-            reward_sum = buf_rew.mean()
-        b_obs, b_act = buf_obs.reshape(batch, -1), buf_act.reshape(batch, -1)
-        b_logp, b_val, b_adv, b_ret = (x.reshape(batch) for x in (buf_logp, buf_val, adv, returns))
-        total = torch.zeros((), device=dev)
-        for _ in range(epochs):
-            perm = torch.randperm(batch, device=dev, generator=gen)
-            for k in range(n_mb):
-                idx = perm[k * mb_size:(k + 1) * mb_size]
-                dist, value = agent(b_obs[idx])
-                logp = dist.log_prob(b_act[idx]).sum(-1)
-                ratio = (logp - b_logp[idx]).exp()
-                a = b_adv[idx]
-                a = (a - a.mean()) / (a.std() + 1e-8)
-                actor_loss = -torch.min(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a).mean()
-                v_clipped = b_val[idx] + (value - b_val[idx]).clamp(-clip_eps, clip_eps)
-                value_loss = 0.5 * torch.max((value - b_ret[idx]) ** 2, (v_clipped - b_ret[idx]) ** 2).mean()
-                entropy = dist.entropy().sum(-1).mean()
-                loss = actor_loss + vf_coef * value_loss - ent_coef * entropy
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(agent.parameters(), max_norm)
-                optimizer.step()
-                total = total + loss.detach()
-        run.loss(total / (epochs * n_mb))  # one read-back an iteration: the minibatches stay asynchronous
-    run.emit("ppo", mean_reward=float(reward_sum), obs_dim=env.obs_dim, act_dim=dim,
-             parameters=sum(p.numel() for p in agent.parameters()))
+    n_envs, n_steps = cfg["num_envs"], cfg["num_steps"]
+    if (n_envs * n_steps) % cfg["num_minibatches"]:
+        raise ValueError("num_envs x num_steps must be a multiple of num_minibatches (purejaxrl asserts it)")
+    env = AutoResetWrapper(EpisodeWrapper(envs.get_environment(cfg["env_name"], backend=cfg["backend"]),
+                                          episode_length=EPISODE_LENGTH, action_repeat=1))
+    network = make_network(env.action_size, cfg["hidden"])
+    key, k_init, k_reset = jax.random.split(jax.random.PRNGKey(cfg["seed"]), 3)
+    params = network.init(k_init, jnp.zeros((env.observation_size,)))
+    tx = optax.chain(optax.clip_by_global_norm(cfg["max_grad_norm"]), optax.adam(cfg["lr"], eps=1e-5))
+    env_state = jax.vmap(env.reset)(jax.random.split(k_reset, n_envs))
+    ones = jnp.ones((env.observation_size,))
+    count = jnp.asarray(1e-4, jnp.float32)  # purejaxrl's initial count; an array, so the scan carry keeps its type
+    obs_stats = update_stats((jnp.zeros_like(ones), ones, count), env_state.obs)
+    rew_stats = (jnp.zeros(()), jnp.ones(()), count)
+    state = (params, tx.init(params), env_state, obs_stats, rew_stats, jnp.zeros((n_envs,)),
+             normalize(env_state.obs, obs_stats), key)
+    update = make_update(cfg, env, network, tx)
+    for _ in run.steps(items=n_envs * n_steps):
+        state, loss = update(state)
+        run.ready((state, loss))
+        run.loss(loss)
 
 
 if __name__ == "__main__":
-    mr.main(bench, defaults={"unit": "env steps/s"})
+    mr.main(bench, defaults=DEFAULTS, framework="jax")

@@ -35,6 +35,9 @@ def _renderings() -> dict[str, str]:
         out[f"runtime-{vendor.name}.Dockerfile"] = render.render_runtime(vendor, sources=SOURCES)
         out[f"runtime-{vendor.name}-wheelhouse.Dockerfile"] = render.render_runtime(
             vendor, base_image="local/base:1", sources=PackageSources(), torch_wheels=["torch.whl"])
+        if not vendor.framework_excluded("jax"):  # a torch wheel must play no part in a JAX runtime
+            out[f"runtime-jax-{vendor.name}.Dockerfile"] = render.render_runtime(
+                vendor, sources=SOURCES, torch_wheels=["torch.whl"], framework="jax")
         for group, benches in GROUPS.items():
             out[f"{group}-{vendor.name}.Dockerfile"] = render.render_benchmark(benches, vendor)
     return out
