@@ -67,6 +67,22 @@ def config_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return config
 
 
+def config_value(key: str, default: Any = None, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting of the host's MILABOX_CONFIG, read before anything else runs: what a benchmark's ``__main__``
+    asks to decide whether to call :func:`launch_if_needed` (e.g. ``ddp``, ``parallel``).
+
+    Args:
+        key: the config key.
+        default: returned when the key is absent, or the config is missing or malformed (``mr.main`` reports
+            a malformed one right after, in the run's events).
+        environ: the environment (default: ``os.environ``).
+    """
+    try:
+        return config_from_env(os.environ if environ is None else environ).get(key, default)
+    except (ValueError, TypeError):
+        return default
+
+
 def device_type(environ: Mapping[str, str] | None = None) -> str:
     """The device type the workers will use, without importing torch where the image says "cpu".
 

@@ -17,7 +17,6 @@ encoders, as Milabench's accelerate bf16 mixed precision), seed (default 0), plu
 
 from __future__ import annotations
 
-import json
 import os
 
 import milabox_runtime as mr
@@ -115,17 +114,9 @@ def bench(run: mr.Run) -> None:
             mr.distributed.destroy_process_group()
 
 
-def wants_ddp() -> bool:
-    """Whether MILABOX_CONFIG asks for a DDP run (a malformed config is left to mr.main to report)."""
-    try:
-        cfg = json.loads(os.environ.get("MILABOX_CONFIG") or "{}")
-    except json.JSONDecodeError:
-        return False
-    return isinstance(cfg, dict) and bool(cfg.get("ddp"))
-
 
 if __name__ == "__main__":
     # A ddp run spans every selected device: re-executed under torchrun when that means > 1 process.
-    if wants_ddp():
+    if bool(mr.distributed.config_value("ddp", False)):
         mr.distributed.launch_if_needed()
     mr.main(bench, defaults={"unit": "items/s"})

@@ -25,7 +25,6 @@ warmup/steps/max_seconds.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Any
@@ -192,17 +191,9 @@ def bench(run: mr.Run) -> None:
             mr.distributed.destroy_process_group()
 
 
-def wants_processes() -> bool:
-    """Whether MILABOX_CONFIG asks for a ddp or fsdp run (a malformed config is left to mr.main to report)."""
-    try:
-        cfg = json.loads(os.environ.get("MILABOX_CONFIG") or "{}")
-    except json.JSONDecodeError:
-        return False
-    return isinstance(cfg, dict) and cfg.get("parallel", "none") != "none"
-
 
 if __name__ == "__main__":
     # A ddp/fsdp run spans every selected device: re-executed under torchrun when that means > 1 process.
-    if wants_processes():
+    if mr.distributed.config_value("parallel", "none") != "none":
         mr.distributed.launch_if_needed()
     mr.main(bench, defaults={"unit": "tokens/s"})

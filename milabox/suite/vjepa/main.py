@@ -22,9 +22,7 @@ process' clips (global batch).
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 
 import milabox_runtime as mr
 
@@ -242,17 +240,9 @@ def bench(run: mr.Run) -> None:
             mr.distributed.destroy_process_group()
 
 
-def wants_ddp() -> bool:
-    """Whether MILABOX_CONFIG asks for a DDP run (a malformed config is left to mr.main to report)."""
-    try:
-        cfg = json.loads(os.environ.get("MILABOX_CONFIG") or "{}")
-    except json.JSONDecodeError:
-        return False
-    return isinstance(cfg, dict) and bool(cfg.get("ddp"))
-
 
 if __name__ == "__main__":
     # vjepa-gpus spans every selected device: re-executed under torchrun when that means > 1 process.
-    if wants_ddp():
+    if bool(mr.distributed.config_value("ddp", False)):
         mr.distributed.launch_if_needed()
     mr.main(bench, defaults={"unit": "clips/s"})

@@ -171,3 +171,12 @@ def test_a_bad_input_is_one_line_and_exit_2(image, args, env, fragment):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("milabox_runtime: error: "), proc.stderr
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
     assert not (image.results / "events.jsonl").exists()
+
+
+def test_config_value_reads_one_setting_and_leaves_a_bad_config_to_the_run():
+    from milabox_runtime.distributed import config_value
+    assert config_value("ddp", False, {"MILABOX_CONFIG": '{"ddp": true}'}) is True
+    assert config_value("parallel", "none", {"MILABOX_CONFIG": '{"ddp": true}'}) == "none"
+    assert config_value("ddp", False, {}) is False
+    assert config_value("ddp", False, {"MILABOX_CONFIG": "{not json"}) is False
+    assert config_value("ddp", False, {"MILABOX_CONFIG": "[1, 2]"}) is False
