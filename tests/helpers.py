@@ -6,12 +6,14 @@ error check, the CPU vendor, quiet and recording build reporters, and the plante
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 from milabox.definitions.benchmarks import all_benchmarks, select
 from milabox.definitions.vendors import get_vendor
@@ -136,3 +138,20 @@ def planted_toml(description: str, smoke: dict, full: dict | None = None, plan: 
 
 
 DDP_TOML = planted_toml("planted two-node DDP smoke", {"warmup": 1, "steps": 5, "timeout_s": 180}, plan="all_devices")
+
+
+def full_size_workload(row: str, module: str = "main") -> tuple[ModuleType, dict]:
+    """A suite row's workload module (imported from its folder, as its own module) and its [sizes.full] config:
+    what the meta-device parameter-count tests build the full-size models from."""
+    bench = all_benchmarks()[row]
+    name = f"_milabox_suite_{bench.group.replace('-', '_')}_{module}"
+    spec = importlib.util.spec_from_file_location(name, bench.folder / f"{module}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod, bench.config("full")
+
+
+def within_1_percent(count: int, reference: int) -> bool:
+    """A parameter count within 1 % of the named model's published one."""
+    return abs(count - reference) <= 0.01 * reference

@@ -3,26 +3,12 @@ parameter counts against the named models' figures (Milabench's bert-*, whisper 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
-
-from milabox.definitions.benchmarks import all_benchmarks
+from helpers import full_size_workload, within_1_percent
 
 torch = pytest.importorskip("torch")
 
 
-def _hf_workload(row: str) -> tuple[ModuleType, dict]:
-    """The row's main.py (imported from its folder) and its [sizes.full] config."""
-    bench = all_benchmarks()[row]
-    name = f"_milabox_hf_{bench.group}_main"
-    spec = importlib.util.spec_from_file_location(name, bench.folder / "main.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod, bench.config("full")
 
 
 def _hf_params(build, *args) -> int:
@@ -30,8 +16,6 @@ def _hf_params(build, *args) -> int:
         return sum(p.numel() for p in build(*args).parameters())
 
 
-def _near(count: int, reference: int) -> bool:
-    return abs(count - reference) <= 0.01 * reference
 
 
 # BERT-base: 110 M parameters (Devlin et al. 2019, "BERT: Pre-training of Deep Bidirectional Transformers", section
@@ -44,9 +28,9 @@ BERT_BASE_PARAMS = 110_000_000
 @pytest.mark.parametrize("row", ["bert-fp32", "bert-tf32-fp16"])
 def test_bert_full_size_is_bert_base_at_512_tokens(row):
     pytest.importorskip("transformers")
-    main, cfg = _hf_workload(row)
+    main, cfg = full_size_workload(row)
     count = _hf_params(main.build_model, cfg["model"])
-    assert _near(count, BERT_BASE_PARAMS), count
+    assert within_1_percent(count, BERT_BASE_PARAMS), count
     with torch.device("meta"):
         model = main.build_model(cfg["model"])
     assert type(model).__name__ == "BertForMaskedLM"
@@ -55,9 +39,9 @@ def test_bert_full_size_is_bert_base_at_512_tokens(row):
 
 def test_bert_wrong_hidden_size_fails_the_count():
     pytest.importorskip("transformers")
-    main, cfg = _hf_workload("bert-fp32")
+    main, cfg = full_size_workload("bert-fp32")
     wrong = {**cfg["model"], "hidden_size": 832, "num_attention_heads": 13}
-    assert not _near(_hf_params(main.build_model, wrong), BERT_BASE_PARAMS)
+    assert not within_1_percent(_hf_params(main.build_model, wrong), BERT_BASE_PARAMS)
 
 
 # openai/whisper-tiny: "37.8M params" on its Hugging Face model page (safetensors metadata; the Whisper paper's
@@ -83,10 +67,10 @@ def _whisper_tiny(model_cfg: dict) -> int:
 @pytest.mark.parametrize("row", ["whisper", "whisper-fp32"])
 def test_whisper_full_size_is_whisper_tiny_audio_classification(row):
     pytest.importorskip("transformers")
-    main, cfg = _hf_workload(row)
+    main, cfg = full_size_workload(row)
     assert WHISPER_TINY_CLASSIFIER_PARAMS == 8_307_458
     assert _hf_params(main.build_model, cfg["model"]) == WHISPER_TINY_CLASSIFIER_PARAMS
-    assert _near(_whisper_tiny(cfg["model"]), WHISPER_TINY_PARAMS)  # the config is whisper-tiny's
+    assert within_1_percent(_whisper_tiny(cfg["model"]), WHISPER_TINY_PARAMS)  # the config is whisper-tiny's
     with torch.device("meta"):
         model = main.build_model(cfg["model"])
     assert type(model).__name__ == "WhisperForAudioClassification"
@@ -95,10 +79,10 @@ def test_whisper_full_size_is_whisper_tiny_audio_classification(row):
 
 def test_whisper_wrong_width_fails_the_count():
     pytest.importorskip("transformers")
-    main, cfg = _hf_workload("whisper")
+    main, cfg = full_size_workload("whisper")
     wrong = {**cfg["model"], "d_model": 448, "encoder_attention_heads": 7, "decoder_attention_heads": 7}
-    assert not _near(_hf_params(main.build_model, wrong), WHISPER_TINY_CLASSIFIER_PARAMS)
-    assert not _near(_whisper_tiny(wrong), WHISPER_TINY_PARAMS)
+    assert not within_1_percent(_hf_params(main.build_model, wrong), WHISPER_TINY_CLASSIFIER_PARAMS)
+    assert not within_1_percent(_whisper_tiny(wrong), WHISPER_TINY_PARAMS)
 
 
 # Milabench's pna is torch_geometric's PNA with the keyword arguments of benchmarks/geo_gnn/bench/models.py
@@ -120,7 +104,7 @@ def test_pna_full_size_is_milabench_pna():
     pytest.importorskip("torch_geometric")
     from torch_geometric.nn.models import PNA
 
-    main, cfg = _hf_workload("pna")
+    main, cfg = full_size_workload("pna")
     deg = torch.tensor([0, 30, 20, 11, 8])
     assert PNA_PARAMS == 4_096_110
     assert _hf_params(main.build_model, cfg["model"], deg) == PNA_PARAMS
@@ -132,9 +116,9 @@ def test_pna_full_size_is_milabench_pna():
 
 def test_pna_wrong_width_fails_the_count():
     pytest.importorskip("torch_geometric")
-    main, cfg = _hf_workload("pna")
+    main, cfg = full_size_workload("pna")
     wrong = {**cfg["model"], "hidden_channels": 72}
-    assert not _near(_hf_params(main.build_model, wrong, torch.tensor([0, 3, 2])), PNA_PARAMS)
+    assert not within_1_percent(_hf_params(main.build_model, wrong, torch.tensor([0, 3, 2])), PNA_PARAMS)
 
 
 def test_pna_dataset_collates_through_the_pyg_loader():
@@ -142,7 +126,7 @@ def test_pna_dataset_collates_through_the_pyg_loader():
     from torch_geometric.loader import DataLoader
     from torch_geometric.utils import degree
 
-    main, _ = _hf_workload("pna")
+    main, _ = full_size_workload("pna")
     graphs = main.dataset(0, 50, (6, 22), 2)
     assert all(g.is_undirected() and not g.has_self_loops() and g.x.shape == (g.num_nodes, 9) for g in graphs)
     assert all(int(degree(g.edge_index[1], g.num_nodes).max()) <= main.MAX_VALENCE for g in graphs)

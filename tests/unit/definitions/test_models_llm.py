@@ -3,11 +3,8 @@ parameter counts against the named models' published figures (no weights are all
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
+from helpers import full_size_workload, within_1_percent
 
 from milabox.definitions.benchmarks import all_benchmarks
 
@@ -23,24 +20,13 @@ LLAMA31_70B_PARAMS = 70_553_706_496
 LLAMA2_7B_PARAMS = 6_738_415_616
 
 
-def _workload(row: str) -> tuple[ModuleType, dict]:
-    """The row's main.py (imported from its folder) and its [sizes.full] config."""
-    bench = all_benchmarks()[row]
-    name = f"_milabox_suite_{bench.group.replace('-', '_')}_main"
-    spec = importlib.util.spec_from_file_location(name, bench.folder / "main.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod, bench.config("full")
 
 
-def _within_1_percent(count: int, reference: int) -> bool:
-    return abs(count - reference) <= 0.01 * reference
 
 
 def _llm_counts(row: str, model_override: dict | None = None) -> tuple[int, int]:
     """(total, trainable) parameters of the row's full-size model, LoRA adapters included where it has them."""
-    main, cfg = _workload(row)
+    main, cfg = full_size_workload(row)
     lora = cfg["lora"] if cfg.get("finetune", "lora") == "lora" else None
     with torch.device("meta"):
         model = main.build_model({**cfg["model"], **(model_override or {})}, lora, torch.bfloat16,
@@ -61,7 +47,7 @@ def _lora_adapter_params(h: int, inter: int, layers: int, kv: int, r: int) -> in
 def test_llm_lora_8b_rows_are_llama31_8b_with_torchtune_adapters(row):
     total, trainable = _llm_counts(row)
     base = total - trainable
-    assert _within_1_percent(base, LLAMA31_8B_PARAMS), base
+    assert within_1_percent(base, LLAMA31_8B_PARAMS), base
     # Rank 8 on q, v, output_proj and the MLP (torchtune's llama3_8B_lora.yaml): 4096 wide, 1024 for k/v, 32 layers.
     assert trainable == _lora_adapter_params(4096, 14336, 32, 1024, 8)
 
@@ -70,9 +56,9 @@ def test_llm_lora_8b_rows_are_llama31_8b_with_torchtune_adapters(row):
 def test_llm_70b_rows_are_llama31_70b(row):
     total, trainable = _llm_counts(row)
     if row.startswith("llm-full"):
-        assert trainable == total and _within_1_percent(total, LLAMA31_70B_PARAMS), total
+        assert trainable == total and within_1_percent(total, LLAMA31_70B_PARAMS), total
     else:
-        assert _within_1_percent(total - trainable, LLAMA31_70B_PARAMS), total - trainable
+        assert within_1_percent(total - trainable, LLAMA31_70B_PARAMS), total - trainable
         # Rank 16 (llama3_70B_lora.yaml): 8192 wide, 1024 for k/v, 80 layers.
         assert trainable == _lora_adapter_params(8192, 28672, 80, 1024, 16)
 
@@ -89,18 +75,18 @@ def test_llm_rows_match_milabench_batches_and_accumulation():
 
 def test_llm_wrong_hidden_size_fails_the_count():
     total, trainable = _llm_counts("llm-lora-single", {"hidden_size": 3584})
-    assert not _within_1_percent(total - trainable, LLAMA31_8B_PARAMS)
+    assert not within_1_percent(total - trainable, LLAMA31_8B_PARAMS)
     total, _ = _llm_counts("llm-full-mp-gpus", {"hidden_size": 7168})
-    assert not _within_1_percent(total, LLAMA31_70B_PARAMS)
+    assert not within_1_percent(total, LLAMA31_70B_PARAMS)
 
 
 def test_llama_inference_full_size_is_llama2_7b():
-    main, cfg = _workload("llama")
+    main, cfg = full_size_workload("llama")
     with torch.device("meta"):
         model = main.build_model(cfg["model"], torch.bfloat16)
     count = sum(p.numel() for p in model.parameters())
-    assert _within_1_percent(count, LLAMA2_7B_PARAMS), count
+    assert within_1_percent(count, LLAMA2_7B_PARAMS), count
     with torch.device("meta"):
         wrong = main.build_model({**cfg["model"], "intermediate_size": 8192}, torch.bfloat16)
-    assert not _within_1_percent(sum(p.numel() for p in wrong.parameters()), LLAMA2_7B_PARAMS)
+    assert not within_1_percent(sum(p.numel() for p in wrong.parameters()), LLAMA2_7B_PARAMS)
     assert cfg["new_tokens"] == 256 and cfg["top_k"] == 10

@@ -4,34 +4,20 @@ compiled extensions (DimeNet's radius graph and triplets) checked against brute 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
+from helpers import full_size_workload, within_1_percent
 
 from milabox.definitions.benchmarks import all_benchmarks
 
 torch = pytest.importorskip("torch")
 
 
-def _science_workload(row: str) -> tuple[ModuleType, dict]:
-    """The row's main.py (imported from its folder) and its [sizes.full] config."""
-    bench = all_benchmarks()[row]
-    name = f"_milabox_science_{bench.group}_main"
-    spec = importlib.util.spec_from_file_location(name, bench.folder / "main.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod, bench.config("full")
 
 
 def _params(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _close(count: int, reference: int) -> bool:
-    return abs(count - reference) <= 0.01 * reference
 
 
 # ViT-Huge: 632 M parameters (Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words", Table 1: 32 layers,
@@ -47,10 +33,10 @@ PREDICTOR_PARAMS = (_D * _P + _P) + 12 * (12 * _P * _P + 13 * _P) + 2 * _P + (_P
 
 @pytest.mark.parametrize("row", ["vjepa-single", "vjepa-gpus"])
 def test_vjepa_full_size_is_vit_huge_16(row):
-    main, cfg = _science_workload(row)
+    main, cfg = full_size_workload(row)
     with torch.device("meta"):
         encoder, predictor = main.build(cfg["model"], cfg["frames"], cfg["image_size"], len(cfg["masks"]))
-    assert _close(_params(encoder), VIT_H_PARAMS), _params(encoder)
+    assert within_1_percent(_params(encoder), VIT_H_PARAMS), _params(encoder)
     assert _params(predictor) == PREDICTOR_PARAMS == 22_279_808
     assert encoder.pos_embed.shape == (8 * 14 * 14, 1280)  # 16 frames / tubelet 2, 224 px / patch 16
     assert cfg["batch_size"] == 24 and cfg["precision"] == "bf16"
@@ -58,17 +44,17 @@ def test_vjepa_full_size_is_vit_huge_16(row):
 
 
 def test_vjepa_wrong_width_breaks_the_count():
-    main, cfg = _science_workload("vjepa-single")
+    main, cfg = full_size_workload("vjepa-single")
     with torch.device("meta"):
         encoder, _ = main.build({**cfg["model"], "embed_dim": 1024, "num_heads": 16}, cfg["frames"],
                                 cfg["image_size"], len(cfg["masks"]))
-    assert not _close(_params(encoder), VIT_H_PARAMS)
+    assert not within_1_percent(_params(encoder), VIT_H_PARAMS)
 
 
 def test_vjepa_masks_split_every_clip_into_context_and_targets():
     import random
 
-    main, cfg = _science_workload("vjepa-single")
+    main, cfg = full_size_workload("vjepa-single")
     for spec in cfg["masks"]:
         keep, pred = main.make_masks(random.Random(0), 4, 8, 14, spec)
         assert keep.shape[0] == pred.shape[0] == 4 and keep.shape[1] + pred.shape[1] <= 1568
@@ -88,14 +74,14 @@ def test_dimenet_full_size_is_milabench_dimenet():
     pytest.importorskip("torch_geometric")
     from torch_geometric.nn.models import DimeNet
 
-    main, cfg = _science_workload("dimenet")
+    main, cfg = full_size_workload("dimenet")
     with torch.device("meta"):
         ours = _params(main.build(cfg["model"]))
         reference = _params(DimeNet(**MILABENCH_DIMENET))
         narrower = _params(main.build({**cfg["model"], "hidden_channels": 56}))
     assert reference == 534_950
-    assert _close(ours, reference), ours
-    assert not _close(narrower, reference)
+    assert within_1_percent(ours, reference), ours
+    assert not within_1_percent(narrower, reference)
     assert cfg["batch_size"] == 16 and cfg["precision"] == "fp32"
 
 
@@ -104,7 +90,7 @@ def test_dimenet_plain_torch_radius_graph_and_triplets_match_brute_force():
     import numpy as np
     from torch_geometric.data import Batch
 
-    main, _ = _science_workload("dimenet")
+    main, _ = full_size_workload("dimenet")
     rng = np.random.default_rng(1)
     b = Batch.from_data_list([main.molecule(rng, (3, 12), 2) for _ in range(3)])
     edges = main.radius_graph(b.pos, 4.0, b.batch, max_num_neighbors=32)
@@ -137,19 +123,19 @@ def _policy_params(e: int, frags: int, cond: int, layers: int, heads: int) -> in
 # fragments, 32-dim conditioning); no published count exists and this benchmark's policy is a plain-torch
 # stand-in (see its benchmark.toml), so the reference is its closed form at Milabench's width and depth.
 def test_recursiongfn_full_size_is_milabench_width_and_depth():
-    main, cfg = _science_workload("recursiongfn")
+    main, cfg = full_size_workload("recursiongfn")
     with torch.device("meta"):
         count = _params(main.build(cfg))
         narrower = _params(main.build({**cfg, "model": {**cfg["model"], "num_emb": 112}}))
     reference = _policy_params(128, 72, 32, 4, 2)
     assert reference == 1_065_498
-    assert _close(count, reference), count
-    assert not _close(narrower, reference)
+    assert within_1_percent(count, reference), count
+    assert not within_1_percent(narrower, reference)
     assert cfg["batch_size"] == 128 and cfg["max_frags"] == 9 and cfg["model"]["num_layers"] == 4
 
 
 def test_recursiongfn_rollouts_build_trees_within_attachment_points():
-    main, cfg = _science_workload("recursiongfn")
+    main, cfg = full_size_workload("recursiongfn")
     torch.manual_seed(0)
     small = {**cfg, "fragments": 5, "max_frags": 4, "model": {"num_emb": 16, "num_layers": 1, "num_heads": 2}}
     policy = main.build(small)

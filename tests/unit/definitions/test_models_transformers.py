@@ -3,28 +3,13 @@ counts against the named models' figures (no weights are allocated, so 7 B param
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
-
-from milabox.definitions.benchmarks import all_benchmarks
+from helpers import full_size_workload, within_1_percent
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 
-def _workload(row: str, module: str = "main") -> tuple[ModuleType, dict]:
-    """The row's workload module (imported from its folder) and its [sizes.full] config."""
-    bench = all_benchmarks()[row]
-    path = bench.folder / f"{module}.py"
-    name = f"_milabox_suite_{bench.group}_{module}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod, bench.config("full")
 
 
 def _count(model) -> int:
@@ -36,8 +21,6 @@ def _meta_count(build, *args) -> int:
         return _count(build(*args))
 
 
-def _within_1_percent(count: int, reference: int) -> bool:
-    return abs(count - reference) <= 0.01 * reference
 
 
 # Milabench's Reformer is transformers' ReformerConfig() defaults (num_buckets 128), a configuration with no
@@ -52,19 +35,19 @@ REFORMER_PARAMS = (_V * _H + 64 * 64 + 64 * 192 + 3 * (4 * _H * _A + 2 * _H) + 3
 
 
 def test_reformer_full_size_is_milabench_reformer_config():
-    main, cfg = _workload("reformer")
+    main, cfg = full_size_workload("reformer")
     count = _meta_count(main.build_model, cfg["model"])
     assert REFORMER_PARAMS == 5_975_872
-    assert _within_1_percent(count, REFORMER_PARAMS), count
+    assert within_1_percent(count, REFORMER_PARAMS), count
     assert cfg["batch_size"] == 32 and cfg["seq_len"] == 4096
     with torch.device("meta"):
         main.check_lengths(main.build_model(cfg["model"]).config, cfg["seq_len"])
 
 
 def test_reformer_wrong_hidden_size_fails_the_count():
-    main, cfg = _workload("reformer")
+    main, cfg = full_size_workload("reformer")
     wrong = {**cfg["model"], "hidden_size": 320, "axial_pos_embds_dim": [64, 256]}
-    assert not _within_1_percent(_meta_count(main.build_model, wrong), REFORMER_PARAMS)
+    assert not within_1_percent(_meta_count(main.build_model, wrong), REFORMER_PARAMS)
 
 
 # llava-hf/llava-1.5-7b-hf: "7.06B params" on its Hugging Face model page (safetensors metadata); by parts,
@@ -73,17 +56,17 @@ LLAVA_15_7B_PARAMS = 7_060_000_000
 
 
 def test_llava_full_size_is_llava_1_5_7b():
-    main, cfg = _workload("llava-single")
+    main, cfg = full_size_workload("llava-single")
     with torch.device("meta"):
         model = main.build_model(cfg["model"], dtype=torch.bfloat16)
-    assert _within_1_percent(_count(model), LLAVA_15_7B_PARAMS), _count(model)
+    assert within_1_percent(_count(model), LLAVA_15_7B_PARAMS), _count(model)
     assert main.image_tokens(model.config) == 576 and cfg["batch_size"] == 1
 
 
 def test_llava_wrong_hidden_size_fails_the_count():
-    main, cfg = _workload("llava-single")
+    main, cfg = full_size_workload("llava-single")
     wrong = {**cfg["model"], "text_config": {**cfg["model"]["text_config"], "hidden_size": 4160}}
-    assert not _within_1_percent(_meta_count(main.build_model, wrong), LLAVA_15_7B_PARAMS)
+    assert not within_1_percent(_meta_count(main.build_model, wrong), LLAVA_15_7B_PARAMS)
 
 
 # EleutherAI/pythia README (github.com/EleutherAI/pythia, models table): Pythia-1B has 1,011,781,632 parameters,
@@ -93,15 +76,15 @@ PYTHIA_1B_NON_EMBEDDING = 805_736_448
 
 
 def test_rlhf_full_size_policy_is_pythia_1b():
-    main, cfg = _workload("rlhf-single")
-    assert _within_1_percent(_meta_count(main.build_policy, cfg["model"]), PYTHIA_1B_PARAMS)
+    main, cfg = full_size_workload("rlhf-single")
+    assert within_1_percent(_meta_count(main.build_policy, cfg["model"]), PYTHIA_1B_PARAMS)
     # The value and reward models: the backbone without the output layer, plus a one-output score head.
     scorer = _meta_count(main.build_scorer, cfg["model"])
-    assert _within_1_percent(scorer, PYTHIA_1B_NON_EMBEDDING + 50304 * 2048), scorer
+    assert within_1_percent(scorer, PYTHIA_1B_NON_EMBEDDING + 50304 * 2048), scorer
     assert cfg["batch_size"] == 64 and cfg["response_len"] == 53 and cfg["ppo_epochs"] == 4
 
 
 def test_rlhf_wrong_hidden_size_fails_the_count():
-    main, cfg = _workload("rlhf-single")
+    main, cfg = full_size_workload("rlhf-single")
     wrong = {**cfg["model"], "hidden_size": 2112}
-    assert not _within_1_percent(_meta_count(main.build_policy, wrong), PYTHIA_1B_PARAMS)
+    assert not within_1_percent(_meta_count(main.build_policy, wrong), PYTHIA_1B_PARAMS)
