@@ -142,7 +142,9 @@ def startup_s(attempt: AttemptResult) -> float:
 
 
 def _setup(attempt: AttemptResult) -> tuple:
-    return attempt.meta.get("torch"), attempt.meta.get("threads")
+    # The interpreter too: a Python-bound workload (a small model's many small ops) runs at the speed of the
+    # interpreter's build, which differs between the image's Debian python3 and a host's own (pyenv, conda).
+    return attempt.meta.get("torch"), attempt.meta.get("threads"), attempt.meta.get("python")
 
 
 def measure_containers(rounds: int, min_seconds: float, work: Path) -> None:
@@ -174,8 +176,8 @@ def measure_containers(rounds: int, min_seconds: float, work: Path) -> None:
                   f"{native.summary.data['seconds']:.1f} s)  {ratios[-1]:.3f}")
         st = describe(ratios)
         ci = f"{st.ci_low:.3f}-{st.ci_high:.3f}" if st.ci_low is not None else "n/a"
-        same = "same torch and threads" if _setup(sides["docker"]) == _setup(sides["native"]) else (
-            "DIFFERENT setups: container torch {} threads {}, native torch {} threads {}".format(
+        same = "same torch, threads and Python" if _setup(sides["docker"]) == _setup(sides["native"]) else (
+            "DIFFERENT setups: container torch {} threads {} Python {}, native torch {} threads {} Python {}".format(
                 *_setup(sides["docker"]), *_setup(sides["native"])))
         print(f"   {name:<12} ratio {st.median:.3f} (median of {len(ratios)} rounds; {CONFIDENCE:.0%} CI {ci})  "
               f"goal >= {CONTAINER_GOAL}  {container_verdict(st.median)}  ({same}; host torch {torch.__version__})")
