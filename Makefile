@@ -103,13 +103,13 @@ demo:
 lint: venv
 	$(BIN)/ruff check milabox milabox_runtime tests scripts
 
-unit: venv chromium  # tests/unit/ (no engine mark)
+unit: venv native-deps chromium  # tests/unit/ (no engine mark)
 	$(BIN)/pytest -q -m "not engine"
 
 integration: base registry-tools slurm-tools  # tests/engine/ (marked engine)
 	$(BIN)/pytest -q -m engine
 
-test: venv lint base registry-tools slurm-tools chromium
+test: venv native-deps lint base registry-tools slurm-tools chromium
 	$(BIN)/pytest -q
 
 clean-containers: venv
@@ -149,6 +149,7 @@ readme: venv
 
 # --runtime native in the project venv: every benchmark's requirements from the CPU lock, hash-checked, except
 # torch, which the venv target installs (the CPU wheel from pip's find-links; a GPU machine keeps its own torch).
+# The tests need them too: the meta-device parameter counts build every full-size model with the lock's libraries.
 NATIVE_LOCK := $(VENV)/native-requirements.txt
 native-deps: venv
 	@awk '/^[A-Za-z0-9]/ { skip = ($$0 ~ /^torch==/) } !skip' milabox/vendors/locks/cpu.txt > $(NATIVE_LOCK)
