@@ -21,7 +21,6 @@ Standard library only at import time, like the rest of the runtime.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -295,17 +294,9 @@ def init_process_group(run: Any) -> tuple[int, int, int]:
 
 
 def destroy_process_group() -> None:
-    """Leave the process group, if one was joined (safe to call at any time).
-
-    Every rank first meets the others at a barrier: a rank that tears its group down while a peer still has a
-    collective in flight (rank 0 writes its summary after the last step) can abort that peer's process at exit
-    (gloo: "terminate called without an active exception", SIGABRT), failing an attempt that measured fine. A
-    barrier that cannot complete (a peer already failed) is left to torchrun, which stops the job.
-    """
+    """Leave the process group, if one was joined (safe to call at any time)."""
     torch = _dev.import_torch()
     if torch is not None and torch.distributed.is_available() and torch.distributed.is_initialized():
-        with contextlib.suppress(RuntimeError):
-            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

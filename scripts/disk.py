@@ -21,14 +21,19 @@ GOAL = 1.05
 def main(vendor_name: str = "cpu") -> int:
     vendor, engine = get_vendor(vendor_name), Engine()
     usage = {tag: img for img in engine.disk_usage() for tag in img["tags"]}
-    runtime = usage.get(runtime_tag(vendor))
-    if runtime is None:
-        print(f"{runtime_tag(vendor)} is not built: run `milabox build --suite all --vendor {vendor.name}`")
-        return 1
-    rows, unique = [], runtime["size"]
     groups = groups_of([b for b in all_benchmarks().values() if b.supports(vendor.name)])
-    for group in groups:
-        img = usage.get(benchmark_tag(group, vendor))
+    # Each framework's runtime image the suite builds on (torch, jax): the goal is over all of them together.
+    runtimes: dict[str, dict] = {}
+    for framework in dict.fromkeys(benches[0].framework for benches in groups.values()):
+        runtime = usage.get(runtime_tag(vendor, framework))
+        if runtime is None:
+            print(f"{runtime_tag(vendor, framework)} is not built: run `milabox build --suite all --vendor {vendor.name}`")
+            return 1
+        runtimes[framework] = runtime
+    shared = sum(r["size"] for r in runtimes.values())
+    rows, unique = [], shared
+    for group, benches in groups.items():
+        img, runtime = usage.get(benchmark_tag(group, vendor)), runtimes[benches[0].framework]
         if img is None:
             print(f"{benchmark_tag(group, vendor)} is not built")
             return 1
@@ -39,11 +44,12 @@ def main(vendor_name: str = "cpu") -> int:
         unique += own
         rows.append((group, img["size"], own))
     print(f"{'image':<40} {'size MB':>10} {'unique MB':>10}")
-    print(f"{runtime_tag(vendor):<40} {runtime['size'] / MB:>10.1f} {runtime['size'] / MB:>10.1f}")
+    for framework, runtime in runtimes.items():
+        print(f"{runtime_tag(vendor, framework):<40} {runtime['size'] / MB:>10.1f} {runtime['size'] / MB:>10.1f}")
     for group, size, own in rows:
         print(f"{benchmark_tag(group, vendor):<40} {size / MB:>10.1f} {own / MB:>10.1f}")
-    ratio = unique / runtime["size"]
-    print(f"\nunique disk of the {vendor.name} suite: {unique / MB:.1f} MB = {ratio:.3f} x the runtime image "
+    ratio = unique / shared
+    print(f"\nunique disk of the {vendor.name} suite: {unique / MB:.1f} MB = {ratio:.3f} x its runtime images "
           f"(goal <= {GOAL}): {'OK' if ratio <= GOAL else 'OVER'}")
     return 0 if ratio <= GOAL else 1
 
